@@ -1,0 +1,68 @@
+"""The Reranker role: scores (query, document) pairs; ``rank`` is written once on top."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.schema import Content
+
+
+class DocumentFailure(BaseModel):
+    """A document that could not be scored, and why; the others are still scored."""
+
+    index: int
+    reason: str
+
+
+class ScoreReport(BaseModel):
+    """Scores in document order; a failed document's score is NaN."""
+
+    scores: list[float]
+    failures: list[DocumentFailure] = []
+
+
+class RankedDocument(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: int
+    score: float
+    document: Content
+    error: str | None = None
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    def score_report(self, query: Content, documents: Sequence[Content]) -> ScoreReport: ...
+
+    def score(self, query: Content, documents: Sequence[Content]) -> list[float]: ...
+
+    def rank(
+        self, query: Content, documents: Sequence[Content], top_k: int | None = None
+    ) -> list[RankedDocument]: ...
+
+
+class RerankerBase:
+    """Backends implement ``score_report``; ``score`` and ``rank`` follow from it."""
+
+    def score_report(self, query: Content, documents: Sequence[Content]) -> ScoreReport:
+        raise NotImplementedError
+
+    def score(self, query: Content, documents: Sequence[Content]) -> list[float]:
+        return self.score_report(query, documents).scores
+
+    def rank(
+        self, query: Content, documents: Sequence[Content], top_k: int | None = None
+    ) -> list[RankedDocument]:
+        report = self.score_report(query, documents)
+        reasons = {failure.index: failure.reason for failure in report.failures}
+        ranked = [
+            RankedDocument(index=i, score=s, document=documents[i], error=reasons.get(i))
+            for i, s in enumerate(report.scores)
+        ]
+        # Failed documents (NaN) go last; ties keep document order (stable sort).
+        ranked.sort(key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score) else 0))
+        return ranked if top_k is None else ranked[:top_k]
