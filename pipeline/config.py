@@ -13,76 +13,35 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+
+from pipeline.settings import (
+    BuildConfig,
+    ConfigError,
+    EmbedderConfig,
+    HnswConfig,
+    IndexConfig,
+    IvfConfig,
+    MediaConfig,
+    _Strict,
+)
+from rerankers.config import RerankerConfig
+from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
+
+__all__ = [
+    "BuildConfig",
+    "Config",
+    "ConfigError",
+    "EmbedderConfig",
+    "HnswConfig",
+    "IndexConfig",
+    "IvfConfig",
+    "MediaConfig",
+    "load_config",
+    "validate_config",
+]
 
 PROFILE_ENV = "VLSEARCH_MODELS"
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message names the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class EmbedderConfig(_Strict):
-    backend: Literal["open_clip"] = "open_clip"
-    model: str = Field(
-        default="ViT-B-32",
-        description="open_clip model name, or 'hf-hub:ORG/NAME', or 'local-dir:PATH'.",
-    )
-    pretrained: str | None = Field(
-        default="laion2b_s34b_b79k",
-        description="open_clip pretrained tag or weights file; ignored for hf-hub:/local-dir:.",
-    )
-    device: str = Field(default="auto", description="'auto' picks CUDA when present.")
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
-        default="auto", description="'auto' is fp16 on CUDA and fp32 on CPU."
-    )
-    batch_size: int = Field(default=32, ge=1)
-
-
-class MediaConfig(_Strict):
-    video_fps: float = Field(default=1.0, gt=0.0, description="Frames sampled per second.")
-    max_frames: int = Field(
-        default=64, ge=1, description="Beyond this, sampled frames are thinned uniformly."
-    )
-    max_image_pixels: int = Field(
-        default=89_478_485,
-        ge=1,
-        description="Images with more pixels are refused as decompression bombs.",
-    )
-
-
-class HnswConfig(_Strict):
-    m: int = Field(default=32, ge=4)
-    ef_construction: int = Field(default=200, ge=8)
-    ef_search: int = Field(default=128, ge=1)
-
-
-class IvfConfig(_Strict):
-    nlist: int = Field(default=1024, ge=1, description="Clamped to the training sample size.")
-    nprobe: int = Field(default=16, ge=1)
-    pq_m: int = Field(default=64, ge=1, description="PQ sub-quantizers; must divide the dim.")
-    pq_bits: int = Field(default=8, ge=1, le=16)
-    train_size: int = Field(default=100_000, ge=1)
-
-
-class IndexConfig(_Strict):
-    backend: Literal["faiss"] = "faiss"
-    kind: Literal["flat", "hnsw", "ivf_flat", "ivf_pq"] = "flat"
-    hnsw: HnswConfig = Field(default_factory=HnswConfig)
-    ivf: IvfConfig = Field(default_factory=IvfConfig)
-
-
-class BuildConfig(_Strict):
-    workers: int = Field(
-        default=2, ge=0, description="Decode/preprocess workers; 0 decodes in the main thread."
-    )
-    checkpoint_every: int = Field(
-        default=256, ge=1, description="Assets committed per checkpoint."
-    )
 
 
 class Config(_Strict):
@@ -94,6 +53,7 @@ class Config(_Strict):
     media: MediaConfig = Field(default_factory=MediaConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
+    reranker: RerankerConfig = Field(default_factory=Qwen3VLRerankerConfig)
 
     def fingerprint(self) -> str:
         """A stable hash of the settings, recorded in index manifests."""
@@ -101,9 +61,7 @@ class Config(_Strict):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None
-) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or the defaults), apply ``key.sub=value`` overrides,
     apply the ``VLSEARCH_MODELS`` profile, and validate."""
     raw: dict[str, Any] = {}

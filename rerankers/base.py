@@ -36,33 +36,87 @@ class RankedDocument(BaseModel):
 
 @runtime_checkable
 class Reranker(Protocol):
-    def score_report(self, query: Content, documents: Sequence[Content]) -> ScoreReport: ...
+    """``instruction`` states the task (backends that take none ignore it); ``fps`` is
+    the video sampling rate for documents that set none of their own; ``max_frames``
+    caps the frames sampled per video. None means the backend's configured value."""
 
-    def score(self, query: Content, documents: Sequence[Content]) -> list[float]: ...
+    def score_report(
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+    ) -> ScoreReport: ...
+
+    def score(
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+    ) -> list[float]: ...
 
     def rank(
-        self, query: Content, documents: Sequence[Content], top_k: int | None = None
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        top_k: int | None = None,
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
     ) -> list[RankedDocument]: ...
+
+
+def rank_report(
+    report: ScoreReport, documents: Sequence[Content], top_k: int | None = None
+) -> list[RankedDocument]:
+    """Order scored documents best first, failures (NaN) last; ties keep document order."""
+    reasons = {failure.index: failure.reason for failure in report.failures}
+    ranked = [
+        RankedDocument(index=i, score=s, document=documents[i], error=reasons.get(i))
+        for i, s in enumerate(report.scores)
+    ]
+    ranked.sort(key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score) else 0))
+    return ranked if top_k is None else ranked[:top_k]
 
 
 class RerankerBase:
     """Backends implement ``score_report``; ``score`` and ``rank`` follow from it."""
 
-    def score_report(self, query: Content, documents: Sequence[Content]) -> ScoreReport:
+    def score_report(
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+    ) -> ScoreReport:
         raise NotImplementedError
 
-    def score(self, query: Content, documents: Sequence[Content]) -> list[float]:
-        return self.score_report(query, documents).scores
+    def score(
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+    ) -> list[float]:
+        return self.score_report(
+            query, documents, instruction=instruction, fps=fps, max_frames=max_frames
+        ).scores
 
     def rank(
-        self, query: Content, documents: Sequence[Content], top_k: int | None = None
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        top_k: int | None = None,
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
     ) -> list[RankedDocument]:
-        report = self.score_report(query, documents)
-        reasons = {failure.index: failure.reason for failure in report.failures}
-        ranked = [
-            RankedDocument(index=i, score=s, document=documents[i], error=reasons.get(i))
-            for i, s in enumerate(report.scores)
-        ]
-        # Failed documents (NaN) go last; ties keep document order (stable sort).
-        ranked.sort(key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score) else 0))
-        return ranked if top_k is None else ranked[:top_k]
+        report = self.score_report(
+            query, documents, instruction=instruction, fps=fps, max_frames=max_frames
+        )
+        return rank_report(report, documents, top_k)

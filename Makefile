@@ -1,0 +1,26 @@
+# The two set-up commands of the README: `make demo` (index the bundled examples and
+# search them) and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?= -m "not slow and not gpu"
+
+.PHONY: venv demo test lint
+
+venv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+demo: venv
+	$(BIN)/python -m pip install -q -e .
+	rm -rf runs/examples
+	$(BIN)/vlsearch index build --input examples/products.jsonl --out runs/examples
+	$(BIN)/vlsearch search --index runs/examples --text "a poster of a cat"
+	$(BIN)/vlsearch search --index runs/examples --image examples/media/rocket.jpg --top-k 3
+
+test: venv
+	$(BIN)/python -m pip install -q -e ".[dev,text,vllm,documents,milvus-lite]"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

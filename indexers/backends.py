@@ -1,0 +1,83 @@
+"""Pick the index backend: by the config when creating, by the manifest when opening.
+
+Callers (the build, the pipeline, the CLI) use these functions and the
+:class:`SearchIndex` protocol instead of naming a backend class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from indexers.embedders.base import Embedder
+from indexers.faiss_install import check_single_faiss
+from indexers.manifest import Manifest
+from indexers.store import EmbeddedVector
+from pipeline.config import Config
+from pipeline.filters import Filter
+from pipeline.schema import Asset, Query, SearchHit
+
+
+class SearchIndex(Protocol):
+    """What every index backend offers (see :class:`indexers.index.Index`)."""
+
+    manifest: Manifest
+
+    def upsert_many(self, items: Sequence[tuple[Asset, Sequence[EmbeddedVector]]]) -> None: ...
+    def delete(self, ids: Sequence[str]) -> int: ...
+    def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None: ...
+    def failures(self) -> list[dict[str, str]]: ...
+    def clear_failure(self, item: str) -> None: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> SearchIndex: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, asset_id: object) -> bool: ...
+    def ids(self) -> set[str]: ...
+    def get(self, asset_id: str) -> Asset | None: ...
+    def vector_count(self) -> int: ...
+    def search(
+        self, query: Query | str | Path, k: int = 10, filter: Filter | str | None = None
+    ) -> list[SearchHit]: ...
+    def search_vectors(
+        self, queries: np.ndarray, k: int = 10, filter: Filter | str | None = None
+    ) -> list[list[SearchHit]]: ...
+
+
+def _backend_class(backend: str) -> type:
+    check_single_faiss()  # every backend imports faiss (the manifest records its version)
+    if backend == "milvus":
+        from indexers.milvus_index import MilvusIndex
+
+        return MilvusIndex
+    from indexers.index import Index
+
+    return Index
+
+
+def create_index(directory: Path, config: Config, model_id: str, dim: int) -> SearchIndex:
+    """A new empty index of the configured backend."""
+    return _backend_class(config.index.backend).create(Path(directory), config, model_id, dim)
+
+
+def open_or_create_index(directory: Path, config: Config, model_id: str, dim: int) -> SearchIndex:
+    """The index in ``directory`` (of whatever backend built it), or a new configured one."""
+    directory = Path(directory)
+    try:
+        backend = Manifest.load(directory).index.backend
+    except FileNotFoundError:
+        backend = config.index.backend
+    return _backend_class(backend).open_or_create(directory, config, model_id, dim)
+
+
+def open_index(
+    directory: Path, embedder: Embedder | None = None, model_id: str | None = None
+) -> SearchIndex:
+    """Open an existing index with the backend its manifest names."""
+    directory = Path(directory)
+    backend = Manifest.load(directory).index.backend
+    return _backend_class(backend).open(directory, embedder=embedder, model_id=model_id)

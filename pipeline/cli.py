@@ -1,0 +1,256 @@
+"""The ``vlsearch`` command: a thin door onto ``Pipeline``; no search logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True, help="Two-stage multimodal search: CLIP recall, Qwen3-VL rerank."
+)
+index_app = typer.Typer(no_args_is_help=True, help="Build and maintain indexes.")
+models_app = typer.Typer(no_args_is_help=True, help="Model sets.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration.")
+app.add_typer(index_app, name="index")
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key: --set index.kind=hnsw")
+]
+IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+    )
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Known failures become one red line and exit code 2, not a traceback."""
+    from indexers.faiss_install import FaissInstallError
+    from indexers.index import IndexError_
+    from pipeline.config import ConfigError
+    from pipeline.media import MediaError
+
+    try:
+        yield
+    except (
+        ConfigError,
+        IndexError_,
+        MediaError,
+        FaissInstallError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _pipeline(config: Path | None, overrides: list[str] | None) -> Any:
+    from pipeline.pipeline import Pipeline
+
+    return Pipeline.from_config(config, overrides or [])
+
+
+@index_app.command("build")
+def index_build(
+    input: Annotated[Path, typer.Option("--input", help="Folder or JSONL/CSV manifest.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Index directory to create.")],
+    config: ConfigOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted build.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Index a folder or manifest; bad items are listed in OUT/errors.jsonl."""
+    with user_errors():
+        pipeline = _pipeline(config, set_)
+        _run_build(pipeline, input, out_dir, "resume" if resume else "create")
+
+
+@index_app.command("add")
+def index_add(
+    index: IndexOpt,
+    input: Annotated[Path, typer.Option("--input", help="Folder or JSONL/CSV manifest.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Add or replace (upsert by id) assets in an existing index."""
+    with user_errors():
+        pipeline = _pipeline(config, set_)
+        _run_build(pipeline, input, index, "upsert")
+
+
+def _run_build(pipeline: Any, source: Path, out_dir: Path, mode: str) -> None:
+    from indexers.sources import count_source
+
+    total = count_source(source)
+    columns = (
+        TextColumn("[bold]indexing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("build", total=total, rate="")
+        report = pipeline.build(source, out_dir, mode=mode, progress=_advance(bar, task))
+    table = Table(title=f"index {out_dir}", show_header=False)
+    for key in ("indexed", "failed", "skipped", "already_indexed", "vectors"):
+        table.add_row(key, str(getattr(report, key)))
+    table.add_row("items/s", f"{report.items_per_s:.1f}")
+    err.print(table)
+    if report.failed:
+        err.print(
+            f"[yellow]{report.failed} item(s) failed: see {out_dir / 'errors.jsonl'}[/yellow]"
+        )
+        raise typer.Exit(1)
+
+
+def _advance(bar: Progress, task: Any) -> Callable[[int], None]:
+    def advance(count: int) -> None:
+        bar.advance(task, count)
+        speed = bar.tasks[task].speed
+        bar.update(task, rate=f"{speed:.1f} items/s" if speed else "")
+
+    return advance
+
+
+@index_app.command("delete")
+def index_delete(
+    index: IndexOpt,
+    ids: Annotated[list[str], typer.Argument(help="Asset ids to delete.")],
+) -> None:
+    """Delete assets by id."""
+    with user_errors():
+        removed = _pipeline(None, None).delete(index, ids)
+        err.print(f"deleted {removed} of {len(ids)} id(s)")
+
+
+@index_app.command("info")
+def index_info(index: IndexOpt) -> None:
+    """Show an index's manifest and counts."""
+    with user_errors():
+        with _pipeline(None, None).open_index(index) as opened:
+            info = {
+                "assets": len(opened),
+                "vectors": opened.vector_count(),
+                "manifest": opened.manifest.model_dump(mode="json"),
+            }
+        out.print_json(json.dumps(info))
+
+
+@app.command("search")
+def search(
+    index: IndexOpt,
+    text: Annotated[str | None, typer.Option("--text", help="Text query.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Image file query.")] = None,
+    video: Annotated[Path | None, typer.Option("--video", help="Video file query.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 10,
+    filter_: Annotated[
+        str | None,
+        typer.Option(
+            "--filter", help="Metadata filter, e.g. 'category == \"toys\" and price < 50'."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Search an index with text, an image or a video."""
+    from pipeline.schema import Query
+
+    if sum(x is not None for x in (text, image, video)) != 1:
+        err.print("[red]error:[/red] give exactly one of --text, --image, --video")
+        raise typer.Exit(2)
+    with user_errors():
+        query = Query(text=text, image=image, video=video)
+        hits = _pipeline(config, set_).search(index, query, top_k=top_k, filter=filter_)
+    if as_json:
+        for hit in hits:
+            out.print(hit.model_dump_json(), highlight=False, soft_wrap=True)
+        return
+    table = Table("rank", "id", "score", "modality", "at (s)", "metadata")
+    for rank, hit in enumerate(hits, start=1):
+        at = f"{hit.best_timestamp:.2f}" if hit.best_timestamp is not None else ""
+        meta = json.dumps(hit.metadata, ensure_ascii=False)
+        table.add_row(str(rank), hit.id, f"{hit.score:.4f}", hit.modality, at, meta)
+    out.print(table)
+
+
+@app.command("rerank")
+def rerank(
+    request: Annotated[Path, typer.Option("--request", "-r", help="Request JSON file.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Score a request's documents for its query with the configured reranker.
+
+    The request is the reference script's JSON: {"instruction", "query", "documents",
+    "fps"}; media paths are relative to the request file. Prints the scores in document
+    order, the ranking and any documents that could not be read (score null)."""
+    from rerankers.request import load_request
+
+    with user_errors():
+        response = _pipeline(config, set_).rerank(load_request(request))
+    out.print(response.model_dump_json(indent=2), highlight=False, soft_wrap=True)
+    for failure in response.failures:
+        err.print(f"[yellow]document {failure.index} not scored: {failure.reason}[/yellow]")
+
+
+@models_app.command("tiny")
+def models_tiny(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the tiny model set.")],
+) -> None:
+    """Build the offline random-weight model set (rankings are meaningless)."""
+    from pipeline.models import TINY_WARNING, build_tiny_models
+
+    with user_errors():
+        build_tiny_models(out_dir)
+    folders = "clip/, qwen3-vl-reranker/, cross-encoder/"
+    err.print(f"tiny models written to {out_dir}: {folders} ({TINY_WARNING})")
+
+
+@config_app.command("show")
+def config_show(
+    path: Annotated[Path | None, typer.Argument(help="YAML config (defaults if omitted).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the resolved config."""
+    from pipeline.config import load_config
+
+    with user_errors():
+        resolved = load_config(path, set_ or [])
+    out.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), highlight=False)

@@ -1,0 +1,43 @@
+"""Turns a Content's image and video fields into decoded pixels, whatever form they came in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.config import MediaConfig
+from pipeline.schema import Content, Frame
+
+
+def content_image(content: Content, media: MediaConfig) -> Image.Image:
+    from pipeline.media import load_image
+
+    if isinstance(content.image, Image.Image):
+        return content.image.convert("RGB")
+    if content.image is None:
+        raise ValueError("content has no image")
+    return load_image(Path(content.image), max_pixels=media.max_image_pixels)
+
+
+def content_frames(content: Content, media: MediaConfig) -> list[Frame]:
+    """Sampled frames of the content's video: decoded from a file, loaded from a
+    list of frame images (taken as sampled at the content's fps), or as given."""
+    from pipeline.media import load_image, sample_video, thin_indices
+
+    video = content.video
+    fps = content.fps or media.video_fps
+    if video is None:
+        raise ValueError("content has no video")
+    if isinstance(video, Path):
+        return sample_video(
+            video, fps=fps, max_frames=media.max_frames, max_pixels=media.max_image_pixels
+        )
+    if video and isinstance(video[0], Frame):
+        return list(video)  # type: ignore[arg-type]
+    return [
+        Frame(
+            timestamp=i / fps, image=load_image(Path(video[i]), max_pixels=media.max_image_pixels)
+        )
+        for i in thin_indices(len(video), media.max_frames)
+    ]

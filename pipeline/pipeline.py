@@ -1,0 +1,75 @@
+"""The one object every door (CLI, REST, UI, benchmarks) calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from indexers.backends import SearchIndex, open_index
+from indexers.build import BuildMode, BuildReport, ProgressCallback, build_index
+from indexers.embedders import Embedder, create_embedder
+from pipeline.config import Config, load_config
+from pipeline.models import apply_profile
+from pipeline.schema import Query, SearchHit
+from rerankers.base import Reranker
+from rerankers.registry import create_reranker
+from rerankers.request import RerankRequest, RerankResponse, run_request
+
+
+class Pipeline:
+    """Builds, updates and searches indexes as its config says. Models load on
+    first use, so constructing a pipeline is cheap."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = apply_profile(config)
+        self._embedder: Embedder | None = None
+        self._reranker: Reranker | None = None
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Pipeline:
+        return cls(load_config(path, list(overrides)))
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = create_embedder(self.config.embedder)
+        return self._embedder
+
+    @property
+    def reranker(self) -> Reranker:
+        """Stage two as configured; its model loads on the first score."""
+        if self._reranker is None:
+            shared = {"embedder": self._embedder} if self._embedder is not None else {}
+            self._reranker = create_reranker(
+                self.config.reranker, media=self.config.media, **shared
+            )
+        return self._reranker
+
+    def build(
+        self,
+        source: Path,
+        out: Path,
+        mode: BuildMode = "create",
+        progress: ProgressCallback | None = None,
+    ) -> BuildReport:
+        return build_index(self.config, self.embedder, Path(source), Path(out), mode, progress)
+
+    def open_index(self, directory: Path) -> SearchIndex:
+        """Opens with the backend and embedder the index was built with (its manifest)."""
+        return open_index(Path(directory))
+
+    def search(
+        self, directory: Path, query: Query, top_k: int = 10, filter: str | None = None
+    ) -> list[SearchHit]:
+        """Stage one; ``filter`` is a metadata expression (see ``pipeline.filters``)."""
+        with self.open_index(directory) as index:
+            return index.search(query, k=top_k, filter=filter)
+
+    def delete(self, directory: Path, ids: Sequence[str]) -> int:
+        with self.open_index(directory) as index:
+            removed = index.delete(list(ids))
+            index.commit()
+            return removed
+
+    def rerank(self, request: RerankRequest) -> RerankResponse:
+        return run_request(self.reranker, request)

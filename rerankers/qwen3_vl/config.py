@@ -1,0 +1,121 @@
+"""Settings of the Qwen3-VL reranker backend.
+
+Defaults are the published reference's (QwenLM/Qwen3-VL-Embedding,
+``src/models/qwen3_vl_reranker.py``): a 32-pixel grid unit (16-pixel patches merged
+2x2), images between 4 and 1800 units, video frames at 1 fps, at most 64 frames,
+at most 768 units per frame and 10 x 768 units per video. Importing this module is
+light: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rerankers.qwen3_vl.prompt import DEFAULT_INSTRUCTION
+
+GRID_UNIT = 32
+"""Pixels per side of one merged vision token (16-pixel patch x 2x2 merge)."""
+
+UNIT_PIXELS = GRID_UNIT * GRID_UNIT
+
+GPU_BATCH_TOKENS = 16384
+CPU_BATCH_TOKENS = 2048
+
+
+class Qwen3VLRerankerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["qwen3_vl"] = "qwen3_vl"
+    model: str = Field(
+        default="Qwen/Qwen3-VL-Reranker-2B",
+        description="Hugging Face id, a local folder, or 'local-dir:PATH'.",
+    )
+    device: str = Field(default="auto", description="'auto' picks CUDA when present, else CPU.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="'auto' is bfloat16 on CUDA and float32 on CPU."
+    )
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        default="auto",
+        description="'auto' is flash_attention_2 when importable on CUDA, else sdpa.",
+    )
+    load_in_4bit: bool = Field(
+        default=False, description="4-bit weights via bitsandbytes (extra 'quant'); CUDA only."
+    )
+    instruction: str = Field(
+        default=DEFAULT_INSTRUCTION, description="Used when a request brings none."
+    )
+
+    max_length: int = Field(
+        default=10240,
+        ge=16,
+        description="Token budget of a prompt before the assistant-prompt suffix, as in the "
+        "reference; only ordinary text tokens are cut.",
+    )
+    min_pixels: int = Field(default=4 * UNIT_PIXELS, ge=UNIT_PIXELS)
+    max_pixels: int = Field(default=1800 * UNIT_PIXELS, ge=UNIT_PIXELS)
+    fps: float = Field(default=1.0, gt=0.0, description="Video frames sampled per second.")
+    max_frames: int = Field(
+        default=64, ge=1, description="Beyond this, sampled frames are thinned uniformly."
+    )
+    frame_min_pixels: int = Field(default=128 * UNIT_PIXELS, ge=UNIT_PIXELS)
+    frame_max_pixels: int = Field(default=768 * UNIT_PIXELS, ge=UNIT_PIXELS)
+    total_pixels: int = Field(
+        default=10 * 768 * UNIT_PIXELS,
+        ge=UNIT_PIXELS,
+        description="Pixel budget of one video, shared by its frames.",
+    )
+    max_image_pixels: int = Field(
+        default=89_478_485,
+        ge=1,
+        description="Images with more pixels are refused as decompression bombs.",
+    )
+
+    target_size: tuple[int, int] | None = Field(
+        default=None,
+        description="[width, height] images are brought to before the processor's own resizing.",
+    )
+    resize_mode: Literal["none", "fit", "crop"] = Field(
+        default="none",
+        description="'fit' letterboxes into target_size, 'crop' centre-crops to it, "
+        "'none' leaves images as they are.",
+    )
+    resample: Literal["bicubic", "bilinear", "nearest"] = Field(
+        default="bicubic", description="Filter of the target_size step."
+    )
+    blur_sigma: float | None = Field(
+        default=None, gt=0.0, description="Gaussian blur (standard deviation, pixels)."
+    )
+
+    max_batch_tokens: int | Literal["auto"] = Field(
+        default="auto",
+        description="Padded tokens per forward pass (rows x longest row); longer pairs go alone. "
+        f"'auto' is {GPU_BATCH_TOKENS} on CUDA and {CPU_BATCH_TOKENS} on CPU, where big batches "
+        "lose cache locality and gain nothing (see benchmarks/rerank.py).",
+    )
+    max_batch_size: int = Field(default=32, ge=1)
+    cache_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="Bound of the decoded/preprocessed image and video cache; 0 disables it.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Qwen3VLRerankerConfig:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        if self.frame_min_pixels > self.frame_max_pixels:
+            raise ValueError("frame_min_pixels must not exceed frame_max_pixels")
+        if self.resize_mode != "none" and self.target_size is None:
+            raise ValueError(f"resize_mode {self.resize_mode!r} needs target_size [width, height]")
+        if self.max_batch_tokens != "auto" and self.max_batch_tokens < 1:
+            raise ValueError("max_batch_tokens must be 'auto' or a positive integer")
+        if self.target_size is not None and min(self.target_size) < 1:
+            raise ValueError("target_size must be two positive integers [width, height]")
+        return self
+
+    @property
+    def model_path(self) -> str:
+        """The id or folder to load, without the 'local-dir:' prefix."""
+        return self.model.removeprefix("local-dir:")

@@ -1,0 +1,99 @@
+"""The reader stage: folders and manifests into assets or named problems."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from indexers.sources import SourceProblem, count_source, iter_source
+from pipeline.schema import Asset
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _split(items):
+    assets = [i for i in items if isinstance(i, Asset)]
+    problems = [i for i in items if isinstance(i, SourceProblem)]
+    return assets, problems
+
+
+def test_folder_types_by_content_not_extension(tmp_path):
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "photo.png")
+    Image.new("RGB", (32, 32), "blue").save(tmp_path / "mislabelled.txt", format="PNG")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "note.md").write_text("# Note\nsome words", encoding="utf-8")
+    (tmp_path / ".hidden.png").write_bytes(b"ignored")
+    assets, problems = _split(list(iter_source(tmp_path)))
+    by_id = {a.id: a for a in assets}
+    assert sorted(by_id) == ["mislabelled.txt", "photo.png", "sub/note.md"]
+    assert by_id["mislabelled.txt"].image is not None
+    assert by_id["sub/note.md"].text.startswith("# Note")
+    assert problems == []
+    assert count_source(tmp_path) == 3
+
+
+def test_folder_problems_name_item_and_reason(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "noise.jpg").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "tool.bin").write_bytes(b"\x7fELF" + bytes(64))
+    _, problems = _split(list(iter_source(tmp_path)))
+    by_item = {p.item: p for p in problems}
+    assert by_item["empty.jpg"].outcome == "failed" and "empty" in by_item["empty.jpg"].reason
+    assert by_item["noise.jpg"].outcome == "failed"
+    assert by_item["tool.bin"].outcome == "skipped"
+    assert "unsupported" in by_item["tool.bin"].reason
+
+
+def test_examples_manifest_mixes_modalities():
+    assets, problems = _split(list(iter_source(EXAMPLES / "products.jsonl")))
+    assert problems == []
+    rocket = next(a for a in assets if a.id == "sku-rocket-model")
+    assert rocket.text and rocket.image.is_file() and rocket.video.is_file()
+    assert rocket.metadata == {"category": "toys", "price": 59.9}
+
+
+def test_manifest_rows_fail_alone(tmp_path):
+    rows = [
+        '{"id": "ok", "text": "fine"}',
+        "{not json",
+        '{"text": "no id"}',
+        '{"id": "empty"}',
+        '{"id": "ok", "text": "again"}',
+        "[1, 2]",
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assets, problems = _split(list(iter_source(manifest)))
+    assert [a.id for a in assets] == ["ok"]
+    reasons = {p.item.split(" ")[0]: p.reason for p in problems}
+    assert "not valid JSON" in reasons["m.jsonl:2"]
+    assert "no 'id'" in reasons["m.jsonl:3"]
+    assert "no text, image or video" in reasons["m.jsonl:4"]
+    assert "duplicate id" in reasons["m.jsonl:5"]
+    assert "not a JSON object" in reasons["m.jsonl:6"]
+
+
+def test_csv_manifest_keeps_ids_as_text_and_numbers_as_numbers(tmp_path):
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,image,price,color\n007,Shoe,a.png,49.5,red\n", encoding="utf-8")
+    (asset,) = list(iter_source(manifest))
+    assert asset.id == "007"
+    assert asset.image == tmp_path / "a.png"
+    assert asset.metadata == {"price": 49.5, "color": "red"}
+
+
+def test_metadata_object_is_flattened(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "text": "t", "metadata": {"k": 1}, "x": 2}) + "\n")
+    (asset,) = list(iter_source(manifest))
+    assert asset.metadata == {"k": 1, "x": 2}
+
+
+def test_bad_input_path_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        list(iter_source(tmp_path / "absent"))
+    (tmp_path / "list.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"folder or a \.jsonl/\.csv"):
+        list(iter_source(tmp_path / "list.txt"))
