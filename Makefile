@@ -12,14 +12,14 @@ venv:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 demo: venv
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e ".[cpu]"
 	rm -rf runs/examples
 	$(BIN)/vlsearch index build --input examples/products.jsonl --out runs/examples
 	$(BIN)/vlsearch search --index runs/examples --text "a poster of a cat"
 	$(BIN)/vlsearch search --index runs/examples --image examples/media/rocket.jpg --top-k 3
 
 test: venv
-	$(BIN)/python -m pip install -q -e ".[dev,text,vllm,documents,milvus-lite]"
+	$(BIN)/python -m pip install -q -e ".[cpu,dev,text,vllm,documents,milvus-lite]"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv

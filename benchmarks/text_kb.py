@@ -10,9 +10,10 @@ Relevance: nDCG@10 uses the graded judgements (gain = grade, grades 0-3). Recall
 binary at grade >= 2, the TREC DL passage convention (grade 1 is "related", not
 relevant).
 
-Fusion is ranx's: RRF (score = sum of 1 / (k + rank), k = 60) and a weighted sum of
-min-max normalised scores. Both are always printed; ``--fusion`` picks the one written to
-``fused.trec``. The goal is fusion above the best single channel on nDCG@10.
+Fusion is vlsearch's own (``pipeline.fusion``): RRF (score = sum of 1 / (k + rank),
+k = 60) and a weighted sum of min-max normalised scores. Both are always printed;
+``--fusion`` picks the one written to ``fused.trec``. The goal is fusion above the best
+single channel on nDCG@10.
 
     python benchmarks/text_kb.py --data ../shared/data/msmarco-dl19-5k --out /tmp/text_kb
 """
@@ -36,6 +37,8 @@ from indexers.text_channels import (
     TextChannel,
     create_text_channel,
 )
+from pipeline.fusion import ChannelHit as FusionHit
+from pipeline.fusion import FusionConfig, create_fuser
 
 DEPTH = 100
 METRICS = ("ndcg@10", "recall@100-l2")  # "-l2": relevant means grade >= 2 (ranx syntax)
@@ -81,15 +84,27 @@ def to_run(queries: dict[str, str], hits: list[list[ChannelHit]]) -> Run:
     }
 
 
-def fuse(runs: list[Run], method: str, rrf_k: int, weights: list[float]) -> Run:
-    import ranx
-
-    ranx_runs = [ranx.Run.from_dict(run) for run in runs]
-    if method == "rrf":
-        fused = ranx.fuse(ranx_runs, norm=None, method="rrf", params={"k": rrf_k})
-    else:
-        fused = ranx.fuse(ranx_runs, norm="min-max", method="wsum", params={"weights": weights})
-    return {qid: top(dict(docs), DEPTH) for qid, docs in fused.to_dict().items()}
+def fuse(runs: dict[str, Run], method: str, rrf_k: int, weights: list[float]) -> Run:
+    """Fuses per query with the product's own fuser (``pipeline.fusion``)."""
+    names = list(runs)
+    config = FusionConfig(
+        method="rrf" if method == "rrf" else "weighted",
+        k=rrf_k,
+        normalization="minmax",
+        weights=dict(zip(names, weights, strict=True)) if method != "rrf" else {},
+    )
+    fuser = create_fuser(config)
+    fused: Run = {}
+    for qid in runs[names[0]]:
+        lists = {
+            name: [
+                FusionHit(id=doc, score=score)
+                for doc, score in sorted(runs[name].get(qid, {}).items(), key=lambda x: -x[1])
+            ]
+            for name in names
+        }
+        fused[qid] = {hit.id: hit.score for hit in fuser.fuse(lists, DEPTH)}
+    return fused
 
 
 def top(scores: dict[str, float], depth: int) -> dict[str, float]:
@@ -136,7 +151,7 @@ def main() -> None:
     parser.add_argument("--b", type=float, default=Bm25ChannelConfig().b)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    warnings.filterwarnings("ignore", message="unsafe cast from uint64")  # ranx's numba RRF
+    warnings.filterwarnings("ignore", message="unsafe cast from uint64")  # ranx's numba
     weights = [float(w) for w in args.weights.split(",")]
 
     corpus = read_jsonl(args.data / "corpus.jsonl")
@@ -158,7 +173,7 @@ def main() -> None:
         timings[name] = (index_s, search_s)
         write_trec(args.out / f"{name}.trec", runs[name], name)
 
-    singles = [runs["bm25"], runs["text_dense"]]
+    singles = {"bm25": runs["bm25"], "text_dense": runs["text_dense"]}
     fused = {
         "fused rrf": fuse(singles, "rrf", args.rrf_k, weights),
         "fused weighted": fuse(singles, "weighted", args.rrf_k, weights),

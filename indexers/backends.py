@@ -6,7 +6,7 @@ Callers (the build, the pipeline, the CLI) use these functions and the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -18,7 +18,7 @@ from indexers.manifest import Manifest
 from indexers.store import EmbeddedVector
 from pipeline.config import Config
 from pipeline.filters import Filter
-from pipeline.schema import Asset, Query, SearchHit
+from pipeline.schema import Asset, Modality, Query, SearchHit
 
 
 class SearchIndex(Protocol):
@@ -44,7 +44,11 @@ class SearchIndex(Protocol):
         self, query: Query | str | Path, k: int = 10, filter: Filter | str | None = None
     ) -> list[SearchHit]: ...
     def search_vectors(
-        self, queries: np.ndarray, k: int = 10, filter: Filter | str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | str | None = None,
+        modalities: Collection[Modality] | None = None,
     ) -> list[list[SearchHit]]: ...
 
 

@@ -23,9 +23,10 @@ import torch
 from pydantic import BaseModel
 
 from indexers.backends import SearchIndex, create_index, open_or_create_index
+from indexers.channel_set import ChannelSet
 from indexers.embedders import Embedder
 from indexers.index import EmbeddedVector
-from indexers.sources import SourceProblem, iter_source
+from indexers.sources import SourceProblem, iter_source_counted
 from indexers.store import asset_storage_problem
 from pipeline.config import Config
 from pipeline.schema import Asset
@@ -95,15 +96,20 @@ def build_index(
 ) -> BuildReport:
     """Index every item of ``source`` into ``out``; see ``BuildMode``:
     ``create`` needs an empty ``out``, ``resume`` skips ids already stored,
-    ``upsert`` re-embeds and replaces them."""
+    ``upsert`` re-embeds and replaces them. ``progress`` advances by input files
+    (or manifest rows), as ``count_source`` counts them. The configured text channels
+    are filled beside the store and saved after it."""
     started = time.perf_counter()
     report = BuildReport(input=str(source), mode=mode)
     index = _open_for(mode, config, embedder, out)
     try:
+        channels = open_channels(index, out, config)
         done = index.ids() if mode == "resume" else set()
-        _run_stages(config, embedder, index, source, done, report, progress or (lambda _: None))
+        stages = _Stages(config, embedder, index, channels, out, report)
+        stages.run(source, done, progress or (lambda _: None))
         commit_started = time.perf_counter()
         index.commit()
+        channels.save()
         report.timings.write_s += time.perf_counter() - commit_started
         _write_outputs(index, out, report, started)
     finally:
@@ -117,61 +123,76 @@ def _open_for(mode: BuildMode, config: Config, embedder: Embedder, out: Path) ->
     return open_or_create_index(out, config, embedder.model_id, embedder.dim)
 
 
-def _run_stages(
-    config: Config,
-    embedder: Embedder,
-    index: SearchIndex,
-    source: Path,
-    done: set[str],
-    report: BuildReport,
-    progress: ProgressCallback,
-) -> None:
-    timings = report.timings
-    assets = _read(source, done, index, report, progress)
-    decoded = _decode_in_order(assets, config, embedder, timings)
-    for chunk, failures in _chunks(decoded, config, timings):
-        embed_started = time.perf_counter()
-        items = _embed_chunk(embedder, chunk, config.embedder.batch_size)
-        timings.embed_s += time.perf_counter() - embed_started
-        write_started = time.perf_counter()
-        index.upsert_many(items)
-        index.record_failures([(f.item, "decode", f.reason) for f in failures])
-        for asset, _ in items:
-            index.clear_failure(asset.id)
-        timings.write_s += time.perf_counter() - write_started
-        report.indexed += len(items)
-        report.vectors += sum(len(vectors) for _, vectors in items)
-        report.failed += len(failures)
-        progress(len(items) + len(failures))
+def open_channels(index: SearchIndex, index_dir: Path, config: Config) -> ChannelSet:
+    """The index's configured text channels, caught up with its store (a build or a
+    delete killed after the store committed left them behind)."""
+    channels = ChannelSet.open(index_dir, config.text_channels)
+    if len(channels):
+        channels.reconcile(index.ids(), lambda asset_id: _stored_text(index, asset_id))
+    return channels
 
 
-def _read(
-    source: Path,
-    done: set[str],
-    index: SearchIndex,
-    report: BuildReport,
-    progress: ProgressCallback,
-) -> Iterator[Asset]:
-    items = iter(iter_source(source))
-    while True:
-        started = time.perf_counter()
-        item = next(items, None)
-        report.timings.read_s += time.perf_counter() - started
-        if item is None:
-            return
-        if isinstance(item, SourceProblem):
-            index.record_failures([(item.item, "read", item.reason)])
-            setattr(report, item.outcome, getattr(report, item.outcome) + 1)
-            progress(1)
-        elif item.id in done:
-            report.already_indexed += 1
-            progress(1)
-        elif problem := asset_storage_problem(item):
-            index.record_failures([(item.id, "read", f"cannot be stored: {problem}")])
-            report.failed += 1
-            progress(1)
-        else:
-            yield item
+def _stored_text(index: SearchIndex, asset_id: str) -> str | None:
+    asset = index.get(asset_id)
+    return asset.text if asset is not None else None
+
+
+@dataclass
+class _Stages:
+    config: Config
+    embedder: Embedder
+    index: SearchIndex
+    channels: ChannelSet
+    out: Path
+    report: BuildReport
+    # How many input files each asset in flight completes (see iter_source_counted).
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def run(self, source: Path, done: set[str], progress: ProgressCallback) -> None:
+        config, timings, report = self.config, self.report.timings, self.report
+        assets = self._read(source, done, progress)
+        decoded = _decode_in_order(assets, config, self.embedder, timings)
+        for chunk, failures in _chunks(decoded, config, timings):
+            embed_started = time.perf_counter()
+            items = _embed_chunk(self.embedder, chunk, config.embedder.batch_size)
+            timings.embed_s += time.perf_counter() - embed_started
+            write_started = time.perf_counter()
+            self.index.upsert_many(items)
+            self.channels.add(asset for asset, _ in items)
+            self.index.record_failures([(f.item, "decode", f.reason) for f in failures])
+            for asset, _ in items:
+                self.index.clear_failure(asset.id)
+            timings.write_s += time.perf_counter() - write_started
+            report.indexed += len(items)
+            report.vectors += sum(len(vectors) for _, vectors in items)
+            report.failed += len(failures)
+            finished = [asset.id for asset, _ in items] + [f.item for f in failures]
+            progress(sum(self._counts.pop(item_id, 0) for item_id in finished))
+
+    def _read(self, source: Path, done: set[str], progress: ProgressCallback) -> Iterator[Asset]:
+        index, report = self.index, self.report
+        items = iter_source_counted(source, self.config.documents, self.out / "pages")
+        while True:
+            started = time.perf_counter()
+            next_item = next(items, None)
+            report.timings.read_s += time.perf_counter() - started
+            if next_item is None:
+                return
+            item, count = next_item
+            if isinstance(item, SourceProblem):
+                index.record_failures([(item.item, "read", item.reason)])
+                setattr(report, item.outcome, getattr(report, item.outcome) + 1)
+                progress(count)
+            elif item.id in done:
+                report.already_indexed += 1
+                progress(count)
+            elif problem := asset_storage_problem(item):
+                index.record_failures([(item.id, "read", f"cannot be stored: {problem}")])
+                report.failed += 1
+                progress(count)
+            else:
+                self._counts[item.id] = self._counts.get(item.id, 0) + count
+                yield item
 
 
 def _decode_in_order(

@@ -24,7 +24,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
+try:
+    import faiss
+except ImportError as exc:  # neither FAISS extra is installed
+    raise ImportError(
+        "vlsearch needs FAISS: pip install 'vlsearch[cpu]' (or 'vlsearch[gpu]' on CUDA hosts)"
+    ) from exc
 import numpy as np
 
 from indexers.atomic import atomic_write

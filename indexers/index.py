@@ -17,7 +17,7 @@ import logging
 import math
 import mimetypes
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +48,7 @@ from indexers.store import (
 )
 from pipeline.config import Config, EmbedderConfig, MediaConfig
 from pipeline.filters import Filter
-from pipeline.schema import Asset, Query, SearchHit
+from pipeline.schema import Asset, Modality, Query, SearchHit
 
 logger = logging.getLogger(__name__)
 
@@ -259,12 +259,18 @@ class Index:
         return self.search_vectors(np.asarray(vector, dtype=np.float32)[None, :], k, filter)[0]
 
     def search_vectors(
-        self, queries: np.ndarray, k: int = 10, filter: Filter | str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | str | None = None,
+        modalities: Collection[Modality] | None = None,
     ) -> list[list[SearchHit]]:
         """The best ``k`` distinct assets per query vector, best first. An asset scores
         as its best row; its hit names that row's modality (and frame time for video).
         With ``filter``, only assets whose metadata match it: SQLite finds them, and FAISS
-        searches only their rows, so k come back whenever k match (exactly for flat)."""
+        searches only their rows, so k come back whenever k match (exactly for flat).
+        With ``modalities``, only rows of those modalities count (a recall channel such as
+        text-to-image)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -279,17 +285,29 @@ class Index:
         parsed = as_filter(filter)
         with self._lock:
             self._sync()
-            subset = None if parsed is None else self._subset(parsed)
+            subset = self._subset(parsed, modalities)
             hits: list[list[SearchHit]] = []
             for start in range(0, len(queries), _QUERY_BATCH):
                 batch = queries[start : start + _QUERY_BATCH]
                 hits.extend(self._hits(self._best_assets(batch, k, subset)))
             return hits
 
-    def _subset(self, parsed: Filter) -> _Subset:
-        where, parameters = parsed.to_sqlite("metadata")
-        ordinals = self._store.ordinals_where(where, parameters)
-        return _Subset(rows=self._rows.rows_of_assets(ordinals), assets=len(ordinals))
+    def _subset(
+        self, parsed: Filter | None, modalities: Collection[Modality] | None
+    ) -> _Subset | None:
+        if parsed is None and modalities is None:
+            return None
+        rows: np.ndarray | None = None
+        if parsed is not None:
+            where, parameters = parsed.to_sqlite("metadata")
+            rows = self._rows.rows_of_assets(self._store.ordinals_where(where, parameters))
+        if modalities is not None:
+            codes = np.asarray([MODALITIES.index(m) for m in modalities], dtype=np.int8)
+            of_modality = self._rows.rows_of_modalities(codes)
+            rows = of_modality if rows is None else np.intersect1d(rows, of_modality)
+        assert rows is not None
+        assets = len(np.unique(self._rows.ordinals_of(rows)))
+        return _Subset(rows=rows, assets=assets)
 
     def _best_assets(self, queries: np.ndarray, k: int, subset: _Subset | None) -> AssetHits:
         """Over-fetch rows so k distinct assets come back whenever they exist: start

@@ -28,7 +28,7 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,7 +47,7 @@ from indexers.manifest import (
 from indexers.store import EmbeddedVector, MetadataStore
 from pipeline.config import Config, EmbedderConfig, MediaConfig
 from pipeline.filters import And, Compare, Filter, FilterError, In, Node, Not, Or
-from pipeline.schema import Asset, Query, SearchHit
+from pipeline.schema import Asset, Modality, Query, SearchHit
 from pipeline.settings import IndexConfig, MilvusConfig
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,11 @@ class MilvusIndex:
         return self.search_vectors(np.asarray(vector, dtype=np.float32)[None, :], k, filter)[0]
 
     def search_vectors(
-        self, queries: np.ndarray, k: int = 10, filter: Filter | str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | str | None = None,
+        modalities: Collection[Modality] | None = None,
     ) -> list[list[SearchHit]]:
         """The best ``k`` distinct assets per query vector whose metadata match ``filter``,
         best first. An asset scores as its best row.
@@ -311,7 +315,7 @@ class MilvusIndex:
                 return [[] for _ in queries]
             if self._rows_per_asset is None:
                 self._rows_per_asset = rows / max(1, self._count("head == true"))
-            search = _Search(self, parsed, k, rows, self._rows_per_asset)
+            search = _Search(self, parsed, k, rows, self._rows_per_asset, modalities)
             hits: list[list[SearchHit]] = []
             for start in range(0, len(queries), _QUERY_BATCH):
                 hits.extend(search.run(queries[start : start + _QUERY_BATCH]))
@@ -382,7 +386,13 @@ class _Search:
     twice as many for the queries that fall short until k assets or nothing more."""
 
     def __init__(
-        self, index: MilvusIndex, parsed: Filter | None, k: int, rows: int, per_asset: float
+        self,
+        index: MilvusIndex,
+        parsed: Filter | None,
+        k: int,
+        rows: int,
+        per_asset: float,
+        modalities: Collection[Modality] | None = None,
     ) -> None:
         self._index = index
         self._filter = parsed
@@ -396,6 +406,11 @@ class _Search:
                 "each result (slow on large collections)",
                 parsed.expression,
             )
+        if modalities is not None:
+            # modality is a scalar field: `in` works on it, unlike on JSON paths.
+            of_modality = f"modality in {json.dumps(sorted(modalities))}"
+            expression = self._expression
+            self._expression = f"({expression}) and {of_modality}" if expression else of_modality
         self._search_params = _search_params(index.manifest.index)
 
     def run(self, queries: np.ndarray) -> list[list[SearchHit]]:

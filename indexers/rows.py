@@ -54,6 +54,11 @@ class RowMap:
         """Sorted live row ids of the given asset ordinals."""
         return np.flatnonzero(np.isin(self._ordinal, ordinals)).astype(np.int64)
 
+    def rows_of_modalities(self, codes: np.ndarray) -> np.ndarray:
+        """Sorted live row ids whose modality code is one of ``codes``."""
+        live = self._ordinal != _ABSENT
+        return np.flatnonzero(live & np.isin(self._modality, codes)).astype(np.int64)
+
     def ordinals_of(self, row_ids: np.ndarray) -> np.ndarray:
         """Asset ordinal per row id; -1 for ids that are -1 (no hit) or not live."""
         inside = (row_ids >= 0) & (row_ids < len(self._ordinal))

@@ -185,11 +185,14 @@ def search(
             "--filter", help="Metadata filter, e.g. 'category == \"toys\" and price < 50'."
         ),
     ] = None,
+    rerank: Annotated[
+        bool, typer.Option("--rerank/--no-rerank", help="Run stage two (as the config says).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Search an index with text, an image or a video."""
+    """Search an index with text, an image or a video: recall, fusion, rerank."""
     from pipeline.schema import Query
 
     if sum(x is not None for x in (text, image, video)) != 1:
@@ -197,16 +200,21 @@ def search(
         raise typer.Exit(2)
     with user_errors():
         query = Query(text=text, image=image, video=video)
-        hits = _pipeline(config, set_).search(index, query, top_k=top_k, filter=filter_)
+        hits = _pipeline(config, set_).search(
+            index, query, top_k=top_k, filter=filter_, rerank=None if rerank else False
+        )
     if as_json:
         for hit in hits:
             out.print(hit.model_dump_json(), highlight=False, soft_wrap=True)
         return
-    table = Table("rank", "id", "score", "modality", "at (s)", "metadata")
-    for rank, hit in enumerate(hits, start=1):
-        at = f"{hit.best_timestamp:.2f}" if hit.best_timestamp is not None else ""
+    table = Table("rank", "id", "score", "fused", "rerank", "modality", "at", "metadata")
+    for hit in hits:
+        at = f"{hit.best_timestamp:.1f}s" if hit.best_timestamp is not None else ""
+        at = f"p.{hit.page}" if hit.page is not None else at
+        rerank_score = f"{hit.rerank.score:.4f}" if hit.rerank is not None else ""
         meta = json.dumps(hit.metadata, ensure_ascii=False)
-        table.add_row(str(rank), hit.id, f"{hit.score:.4f}", hit.modality, at, meta)
+        row = (str(hit.rank), hit.id, f"{hit.score:.4f}", f"{hit.fused.score:.4f}", rerank_score)
+        table.add_row(*row, hit.modality or "", at, meta)
     out.print(table)
 
 

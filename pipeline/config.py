@@ -15,6 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from indexers.documents.config import DocumentsConfig
+from indexers.text_channels.config import TextChannelConfig
+from pipeline.fusion import FusionConfig
 from pipeline.settings import (
     BuildConfig,
     ConfigError,
@@ -37,11 +40,50 @@ __all__ = [
     "IndexConfig",
     "IvfConfig",
     "MediaConfig",
+    "RecallConfig",
+    "RerankConfig",
     "load_config",
     "validate_config",
 ]
 
 PROFILE_ENV = "VLSEARCH_MODELS"
+
+ChannelName = Literal["clip_image", "clip_text", "text_dense", "bm25"]
+
+
+class RecallConfig(_Strict):
+    """Stage one: which channels a query goes to, and how many hits each returns. An
+    image or video query uses the image channels only; a text query every listed one."""
+
+    channels: list[ChannelName] = Field(default_factory=lambda: ["clip_image", "clip_text"])
+    top_k: dict[ChannelName, int] = Field(
+        default_factory=dict, description="Hits per channel; channels not named get 100."
+    )
+    fold_by: str | None = Field(
+        default=None,
+        description="Metadata key whose value folds hits into one parent (e.g. 'doc_id' "
+        "folds PDF pages and passages into their document); none keeps every asset.",
+    )
+
+    def top_k_of(self, channel: str) -> int:
+        return self.top_k.get(channel, 100)  # type: ignore[call-overload]
+
+
+class RerankConfig(_Strict):
+    """Stage two over the fused top N, and how its score merges with stage one's."""
+
+    enabled: bool = True
+    top_n: int = Field(default=50, ge=1, description="Fused candidates sent to the reranker.")
+    blend: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="None ranks by the rerank score alone; w gives w * rerank + (1 - w) * "
+        "the fused score min-max normalised over the candidates.",
+    )
+    min_score: float | None = Field(
+        default=None, description="Drop final results scoring below this."
+    )
 
 
 class Config(_Strict):
@@ -54,6 +96,13 @@ class Config(_Strict):
     index: IndexConfig = Field(default_factory=IndexConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
     reranker: RerankerConfig = Field(default_factory=Qwen3VLRerankerConfig)
+    recall: RecallConfig = Field(default_factory=RecallConfig)
+    text_channels: list[TextChannelConfig] = Field(
+        default_factory=list, description="Text channels built with the index (bm25, text_dense)."
+    )
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
 
     def fingerprint(self) -> str:
         """A stable hash of the settings, recorded in index manifests."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from indexers.backends import SearchIndex, open_index
 from indexers.build import BuildMode, BuildReport, ProgressCallback, build_index
-from indexers.embedders import Embedder, create_embedder
-from pipeline.config import Config, load_config
+from indexers.channel_set import ChannelSet
+from indexers.embedders import Embedder, create_embedder, embed_query
+from pipeline.config import Config, EmbedderConfig, load_config
 from pipeline.models import apply_profile
-from pipeline.schema import Query, SearchHit
+from pipeline.schema import Query
+from pipeline.search import Result, TwoStageSearch
 from rerankers.base import Reranker
 from rerankers.registry import create_reranker
 from rerankers.request import RerankRequest, RerankResponse, run_request
@@ -24,6 +28,7 @@ class Pipeline:
         self.config = apply_profile(config)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
+        self._query_embedder: tuple[EmbedderConfig, Embedder] | None = None
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Pipeline:
@@ -59,17 +64,48 @@ class Pipeline:
         return open_index(Path(directory))
 
     def search(
-        self, directory: Path, query: Query, top_k: int = 10, filter: str | None = None
-    ) -> list[SearchHit]:
-        """Stage one; ``filter`` is a metadata expression (see ``pipeline.filters``)."""
+        self,
+        directory: Path,
+        query: Query,
+        top_k: int = 10,
+        filter: str | None = None,
+        rerank: bool | None = None,
+    ) -> list[Result]:
+        """Both stages: recall per channel, fusion, rerank of the fused top N (unless
+        ``rerank`` is False or the config turns it off). ``filter`` is a metadata
+        expression (see ``pipeline.filters``) applied in every channel."""
         with self.open_index(directory) as index:
-            return index.search(query, k=top_k, filter=filter)
+            channels = self._channels(directory)
+            search = TwoStageSearch(
+                self.config,
+                index,
+                query_vector=lambda q: self._query_vector(index, q),
+                text_search=channels.search if channels is not None else None,
+                reranker=lambda: self.reranker,
+            )
+            return search.run(query, top_k=top_k, filter=filter, rerank=rerank)
+
+    def _channels(self, directory: Path) -> ChannelSet | None:
+        if not self.config.text_channels:
+            return None
+        return ChannelSet.open(Path(directory), self.config.text_channels)
+
+    def _query_vector(self, index: SearchIndex, query: Query) -> np.ndarray:
+        """The query embedded by the model the index was built with."""
+        built_with = EmbedderConfig.model_validate(index.manifest.embedder)
+        if self._query_embedder is None or self._query_embedder[0] != built_with:
+            self._query_embedder = (built_with, create_embedder(built_with))
+        return embed_query(self._query_embedder[1], query, self.config.media)
 
     def delete(self, directory: Path, ids: Sequence[str]) -> int:
         with self.open_index(directory) as index:
             removed = index.delete(list(ids))
             index.commit()
-            return removed
+        channels = self._channels(directory)
+        if channels is not None:
+            channels.delete(list(ids))
+            channels.save()
+        return removed
 
     def rerank(self, request: RerankRequest) -> RerankResponse:
         return run_request(self.reranker, request)

@@ -79,7 +79,8 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path, tiny_config, tiny_embedde
     assert set(by_item) == {f"bad/{p.name}" for p in bad.values()}
     assert all(e["reason"] and e["stage"] in {"read", "decode"} for e in by_item.values())
     with Index.open(tmp_path / "out", embedder=tiny_embedder) as index:
-        assert index.get(f"bad/{mislabelled.name}").text.startswith("This is a note")
+        # Text files are indexed as passages, numbered from 1.
+        assert index.get(f"bad/{mislabelled.name}#p=1").text.startswith("This is a note")
 
 
 def test_manifest_with_missing_and_corrupt_media(tmp_path, tiny_config, tiny_embedder):

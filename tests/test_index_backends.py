@@ -384,3 +384,27 @@ def test_milvus_manifest_records_the_backend_but_never_the_token(tmp_path):
     assert "s3cret" not in written
     with open_index(tmp_path / "m") as index:
         assert index.manifest.index.milvus.collection == "shop"
+
+
+@pytest.mark.parametrize("backend", ["flat", "hnsw", MILVUS])
+def test_modalities_restrict_the_rows_searched(tmp_path, backend):
+    """A recall channel over some modalities equals brute force over those rows only."""
+    rng = np.random.default_rng(3)
+    items, images = [], {}
+    for i, (text_vector, image_vector) in enumerate(
+        zip(*np.split(unit_vectors(rng, 80), 2), strict=True)
+    ):
+        vectors = [EmbeddedVector(modality="text", vector=text_vector)]
+        image = None
+        if i % 2:
+            vectors.append(EmbeddedVector(modality="image", vector=image_vector))
+            images[f"a{i}"], image = image_vector, Path(f"/images/a{i}.jpg")
+        items.append((Asset(id=f"a{i}", text=f"t{i}", image=image), vectors))
+    query = unit_vectors(rng, 1)
+    with new_backend_index(tmp_path / backend, backend) as index:
+        index.upsert_many(items)
+        index.commit()
+        hits = index.search_vectors(query, k=5, modalities={"image"})[0]
+    expected = sorted(images, key=lambda a: -float(images[a] @ query[0]))[:5]
+    assert [h.id for h in hits] == expected
+    assert all(h.modality == "image" for h in hits)

@@ -26,9 +26,12 @@ def test_folder_types_by_content_not_extension(tmp_path):
     (tmp_path / ".hidden.png").write_bytes(b"ignored")
     assets, problems = _split(list(iter_source(tmp_path)))
     by_id = {a.id: a for a in assets}
-    assert sorted(by_id) == ["mislabelled.txt", "photo.png", "sub/note.md"]
+    # Text and Markdown files are read as passages, numbered from 1.
+    assert sorted(by_id) == ["mislabelled.txt", "photo.png", "sub/note.md#p=1"]
     assert by_id["mislabelled.txt"].image is not None
-    assert by_id["sub/note.md"].text.startswith("# Note")
+    assert by_id["sub/note.md#p=1"].text == "Note\n\nsome words"
+    assert by_id["sub/note.md#p=1"].metadata["path"] == "sub/note.md"
+    assert by_id["sub/note.md#p=1"].metadata["doc_id"] == "sub/note.md"
     assert problems == []
     assert count_source(tmp_path) == 3
 

@@ -1,0 +1,136 @@
+"""The text channels configured for one index, kept in step with its store.
+
+The store commits each build chunk as it goes, while a channel is saved whole at the end
+of a build (or a delete). A crash in between leaves the channel behind the store;
+:meth:`ChannelSet.reconcile`, run whenever the set is opened for writing, catches it up
+from the store's texts, so the store is always the truth the channels follow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from indexers.text_channels import (
+    ChannelHit,
+    TextChannel,
+    TextChannelConfig,
+    open_text_channel,
+    save_text_channel,
+)
+from pipeline.schema import Asset
+
+logger = logging.getLogger(__name__)
+
+TextsOf = Callable[[str], str | None]
+"""The text the store holds for an asset id (None when it has none or no such id)."""
+
+
+class ChannelSet:
+    """Every configured text channel of the index in ``index_dir``, by name."""
+
+    def __init__(self, index_dir: Path, channels: Sequence[TextChannel]) -> None:
+        self.index_dir = Path(index_dir)
+        self._channels: dict[str, TextChannel] = {}
+        for channel in channels:
+            if channel.name in self._channels:
+                raise ValueError(f"text channel {channel.name!r} is configured twice")
+            self._channels[channel.name] = channel
+        self._unsaved: set[str] = set()
+
+    @classmethod
+    def open(cls, index_dir: Path, configs: Sequence[TextChannelConfig]) -> ChannelSet:
+        """The saved channels of the index, or new empty ones where none was saved."""
+        return cls(index_dir, [open_text_channel(index_dir, config) for config in configs])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._channels)
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._channels
+
+    def channel(self, name: str) -> TextChannel:
+        try:
+            return self._channels[name]
+        except KeyError:
+            known = ", ".join(self._channels) or "none"
+            message = f"no text channel {name!r} in this index (configured: {known})"
+            raise KeyError(message) from None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(self, assets: Iterable[Asset]) -> None:
+        """Upsert the assets' texts. An asset without text (or with only whitespace, as a
+        scanned PDF page) is removed instead, so a replaced asset leaves no stale text."""
+        if not self._channels:
+            return
+        texts: dict[str, str] = {}
+        textless: list[str] = []
+        for asset in assets:
+            if _has_text(asset.text):
+                texts[asset.id] = asset.text  # type: ignore[assignment]
+                continue
+            texts.pop(asset.id, None)
+            textless.append(asset.id)
+        for name, channel in self._channels.items():
+            if textless and channel.delete(textless):
+                self._unsaved.add(name)
+            if texts:
+                channel.add(list(texts), list(texts.values()))
+                self._unsaved.add(name)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove ids from every channel; returns the most any one channel held."""
+        removed = 0
+        for name, channel in self._channels.items():
+            count = channel.delete(list(ids))
+            if count:
+                self._unsaved.add(name)
+            removed = max(removed, count)
+        return removed
+
+    def save(self) -> None:
+        """Save each changed channel (each save is atomic on its own)."""
+        for name in sorted(self._unsaved):
+            save_text_channel(self.index_dir, self._channels[name])
+        self._unsaved.clear()
+
+    def reconcile(self, store_ids: set[str], texts_of: TextsOf) -> None:
+        """Make every channel hold exactly the store's texts: ids the channel lacks are
+        added from ``texts_of``, ids the store no longer has are deleted. Every store id
+        a channel lacks has its text looked up, text-less ones (images) included: one
+        store read per such asset each time."""
+        lacking_any = set().union(*(store_ids - c.ids() for c in self._channels.values()))
+        texts = {asset_id: texts_of(asset_id) for asset_id in sorted(lacking_any)}
+        texts = {asset_id: text for asset_id, text in texts.items() if _has_text(text)}
+        for name, channel in self._channels.items():
+            held = channel.ids()
+            missing = [asset_id for asset_id in texts if asset_id not in held]
+            extra = sorted(held - store_ids)
+            if missing:
+                channel.add(missing, [texts[asset_id] for asset_id in missing])  # type: ignore[misc]
+            if extra:
+                channel.delete(extra)
+            if missing or extra:
+                logger.info(
+                    "text channel %s caught up with the store: %d added, %d removed",
+                    name,
+                    len(missing),
+                    len(extra),
+                )
+                self._unsaved.add(name)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def search(self, name: str, query_text: str, k: int) -> list[ChannelHit]:
+        """Up to ``k`` hits of one channel for one query text, best first."""
+        return self.channel(name).search([query_text], k)[0]
+
+
+def _has_text(text: str | None) -> bool:
+    return text is not None and bool(text.strip())

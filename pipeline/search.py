@@ -1,0 +1,239 @@
+"""Two-stage search: recall per channel, fuse, fold, rerank the top N, merge scores.
+
+Channels: ``clip_image`` (the query's CLIP vector against image and video-frame rows),
+``clip_text`` (against asset text rows), ``text_dense`` and ``bm25`` (the query text
+against the text channels built with the index). An image or video query only has a
+CLIP image vector to compare, so it uses ``clip_image`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from pipeline.config import Config
+from pipeline.filters import Filter, parse_filter
+from pipeline.fusion import ChannelHit, FusedHit, create_fuser, fold, parent_by
+from pipeline.schema import Asset, Content, Modality, Query, SearchHit
+
+CLIP_CHANNELS: dict[str, frozenset[Modality]] = {
+    "clip_image": frozenset({"image", "video"}),
+    "clip_text": frozenset({"text"}),
+}
+TEXT_CHANNELS = ("text_dense", "bm25")
+# Text channels know nothing of metadata: they over-fetch this many times k before the
+# filter is applied to their hits.
+_TEXT_FILTER_OVERFETCH = 4
+
+
+class StageScore(BaseModel):
+    score: float
+    rank: int  # 1-based
+
+
+class Result(BaseModel):
+    """One final result, with what every stage said about it."""
+
+    id: str
+    score: float
+    rank: int
+    recall: dict[str, StageScore] = Field(default_factory=dict)
+    fused: StageScore
+    rerank: StageScore | None = None
+    rerank_error: str | None = None
+    modality: str | None = None
+    best_timestamp: float | None = None
+    page: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TwoStageSearch:
+    """One query through both stages, as ``config`` says. ``index`` is the stage-one
+    ``SearchIndex``; ``query_vector`` embeds a query with the index's CLIP model;
+    ``text_search(channel, text, k)`` queries a text channel; ``reranker()`` gives stage
+    two (loaded on first use)."""
+
+    def __init__(
+        self,
+        config: Config,
+        index: Any,
+        query_vector: Callable[[Query], np.ndarray],
+        text_search: Callable[[str, str, int], list[tuple[str, float]]] | None,
+        reranker: Callable[[], Any],
+    ) -> None:
+        self.config = config
+        self.index = index
+        self.query_vector = query_vector
+        self.text_search = text_search
+        self.reranker = reranker
+
+    def run(
+        self,
+        query: Query,
+        top_k: int = 10,
+        filter: str | Filter | None = None,
+        rerank: bool | None = None,
+    ) -> list[Result]:
+        if query.is_empty:
+            raise ValueError("the query has no text, image or video")
+        parsed = parse_filter(filter) if isinstance(filter, str) else filter
+        recalled = self._recall(query, parsed)
+        folded = {name: self._fold(hits) for name, hits in recalled.items()}
+        rerank_on = self.config.rerank.enabled if rerank is None else rerank
+        size = max(top_k, self.config.rerank.top_n) if rerank_on else top_k
+        fused = create_fuser(self.config.fusion).fuse(folded, size)
+        if not rerank_on:
+            return _finish([_result(hit, i) for i, hit in enumerate(fused, 1)], top_k, None)
+        candidates = fused[: self.config.rerank.top_n]
+        return _finish(self._rerank(query, candidates), top_k, self.config.rerank.min_score)
+
+    # -- stage one -----------------------------------------------------------------------
+
+    def channels_for(self, query: Query) -> list[str]:
+        wanted = self.config.recall.channels
+        if query.text is None:
+            return [name for name in wanted if name == "clip_image"]
+        return list(wanted)
+
+    def _recall(self, query: Query, parsed: Filter | None) -> dict[str, list[ChannelHit]]:
+        results: dict[str, list[ChannelHit]] = {}
+        vector: np.ndarray | None = None
+        for name in self.channels_for(query):
+            k = self.config.recall.top_k_of(name)
+            if name in CLIP_CHANNELS:
+                vector = self.query_vector(query) if vector is None else vector
+                found = self.index.search_vectors(
+                    vector[None, :], k, filter=parsed, modalities=CLIP_CHANNELS[name]
+                )[0]
+                results[name] = [_channel_hit(hit) for hit in found]
+            else:
+                results[name] = self._text_recall(name, query.text or "", k, parsed)
+        if not results:
+            raise ValueError(
+                f"no recall channel applies to this query (recall.channels = "
+                f"{self.config.recall.channels}); an image or video query needs clip_image"
+            )
+        return results
+
+    def _text_recall(self, name: str, text: str, k: int, parsed: Filter | None) -> list[ChannelHit]:
+        if self.text_search is None:
+            raise ValueError(
+                f"recall channel {name!r} is listed but the index has no text channels; "
+                f"add it to text_channels and rebuild"
+            )
+        fetch = k * _TEXT_FILTER_OVERFETCH if parsed is not None else k
+        hits = []
+        for asset_id, score in self.text_search(name, text, fetch):
+            asset = self.index.get(asset_id)
+            if asset is None or (parsed is not None and not parsed.matches(asset.metadata)):
+                continue
+            hits.append(_text_hit(asset, score))
+        return hits[:k]
+
+    def _fold(self, hits: list[ChannelHit]) -> list[ChannelHit]:
+        key = self.config.recall.fold_by
+        # Folding keeps the best child's fields; remember which child that was, so the
+        # reranker sees the page or passage that matched.
+        if key is None:
+            return hits
+        folded = fold(hits, parent_by(key))
+        by_parent = {}
+        for hit in hits:
+            by_parent.setdefault(parent_by(key)(hit), hit.id)
+        return [
+            hit.model_copy(update={"metadata": {**hit.metadata, "_child": by_parent[hit.id]}})
+            for hit in folded
+        ]
+
+    # -- stage two -----------------------------------------------------------------------
+
+    def _rerank(self, query: Query, candidates: Sequence[FusedHit]) -> list[Result]:
+        documents = [self._document(hit) for hit in candidates]
+        report = self.reranker().score_report(query, documents)
+        errors = {failure.index: failure.reason for failure in report.failures}
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: (math.isnan(report.scores[i]), -_or_zero(report.scores[i])),
+        )
+        rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
+        blended = _blend(report.scores, [hit.score for hit in candidates], self.config.rerank.blend)
+        results = []
+        for i, hit in enumerate(candidates):
+            result = _result(hit, i + 1)
+            result.rerank = StageScore(score=report.scores[i], rank=rerank_rank[i])
+            result.rerank_error = errors.get(i)
+            result.score = blended[i]
+            results.append(result)
+        return results
+
+    def _document(self, hit: FusedHit) -> Content:
+        asset = self.index.get(hit.metadata.get("_child", hit.id))
+        if asset is None:
+            return Content(text=None)
+        return Content(text=asset.text, image=asset.image, video=asset.video, fps=asset.fps)
+
+
+def _channel_hit(hit: SearchHit) -> ChannelHit:
+    return ChannelHit(
+        id=hit.id,
+        score=hit.score,
+        modality=hit.modality,
+        best_timestamp=hit.best_timestamp,
+        page=hit.metadata.get("page"),
+        metadata=hit.metadata,
+    )
+
+
+def _text_hit(asset: Asset, score: float) -> ChannelHit:
+    return ChannelHit(
+        id=asset.id,
+        score=score,
+        modality="text",
+        page=asset.metadata.get("page"),
+        metadata=asset.metadata,
+    )
+
+
+def _result(hit: FusedHit, fused_rank: int) -> Result:
+    return Result(
+        id=hit.id,
+        score=hit.score,
+        rank=fused_rank,
+        recall={
+            name: StageScore(score=score, rank=hit.channel_ranks[name])
+            for name, score in hit.channel_scores.items()
+        },
+        fused=StageScore(score=hit.score, rank=fused_rank),
+        modality=hit.modality,
+        best_timestamp=hit.best_timestamp,
+        page=hit.page,
+        metadata={k: v for k, v in hit.metadata.items() if k != "_child"},
+    )
+
+
+def _blend(rerank: list[float], fused: list[float], weight: float | None) -> list[float]:
+    """Rerank alone, or ``w * rerank + (1 - w) * fused`` with the fused scores min-max
+    normalised over the candidates (RRF scores are tiny numbers on no fixed scale)."""
+    if weight is None:
+        return list(rerank)
+    low, high = min(fused), max(fused)
+    spread = high - low
+    normalised = [(f - low) / spread if spread > 0 else 1.0 for f in fused]
+    return [weight * r + (1 - weight) * n for r, n in zip(rerank, normalised, strict=True)]
+
+
+def _finish(results: list[Result], top_k: int, min_score: float | None) -> list[Result]:
+    """Best first (documents the reranker could not read last), cut to top_k."""
+    kept = [r for r in results if min_score is None or _or_zero(r.score) >= min_score]
+    kept.sort(key=lambda r: (math.isnan(r.score), -_or_zero(r.score), r.rank))
+    for rank, result in enumerate(kept[:top_k], 1):
+        result.rank = rank
+    return kept[:top_k]
+
+
+def _or_zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
