@@ -15,7 +15,6 @@ import contextlib
 import gc
 import logging
 import math
-import mimetypes
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pydantic import TypeAdapter
 from indexers.atomic import remove_stale_temp_files
 from indexers.embedders.base import Embedder
 from indexers.faiss_index import INDEX_FILE, FaissFileError, FaissIndex, min_training_vectors
-from indexers.index_inputs import as_filter
+from indexers.index_inputs import as_filter, as_query, check_item, check_queries
 from indexers.manifest import (
     MANIFEST_FILE,
     IncompatibleIndexError,
@@ -44,7 +43,6 @@ from indexers.store import (
     STORE_FILE,
     EmbeddedVector,
     MetadataStore,
-    asset_storage_problem,
 )
 from pipeline.config import Config, EmbedderConfig, MediaConfig
 from pipeline.filters import Filter
@@ -176,7 +174,7 @@ class Index:
         transaction. Every item is checked first: one bad item stores nothing."""
         items = list(items)
         for asset, vectors in items:
-            self._check_item(asset, vectors)
+            check_item(asset, vectors, self.manifest.dim)
         with self._lock:
             added, replaced = self._store.upsert(items)
             self._after_write(added, replaced)
@@ -255,7 +253,7 @@ class Index:
         from indexers.embedders import embed_query
 
         media = MediaConfig.model_validate(self.manifest.media)
-        vector = embed_query(self._query_embedder(), _as_query(query), media)
+        vector = embed_query(self._query_embedder(), as_query(query), media)
         return self.search_vectors(np.asarray(vector, dtype=np.float32)[None, :], k, filter)[0]
 
     def search_vectors(
@@ -271,17 +269,7 @@ class Index:
         searches only their rows, so k come back whenever k match (exactly for flat).
         With ``modalities``, only rows of those modalities count (a recall channel such as
         text-to-image)."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if queries.ndim == 1:
-            queries = queries[None, :]
-        if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
-            raise ValueError(
-                f"query vectors must have shape (n, {self.manifest.dim}), got {queries.shape}"
-            )
-        if not np.isfinite(queries).all():
-            raise ValueError("query vectors have NaN or infinite values")
+        queries = check_queries(queries, self.manifest.dim, k)
         parsed = as_filter(filter)
         with self._lock:
             self._sync()
@@ -467,26 +455,6 @@ class Index:
         if self._faiss is not None and len(removed_rows):
             self._pending_removals.append(removed_rows)
 
-    def _check_item(self, asset: Asset, vectors: Sequence[EmbeddedVector]) -> None:
-        if not isinstance(asset, Asset):
-            raise TypeError(f"expected an Asset, got {type(asset).__name__}")
-        problem = asset_storage_problem(asset)
-        if problem:
-            raise ValueError(f"asset {asset.id!r} cannot be stored: {problem}")
-        if not vectors:
-            raise ValueError(f"asset {asset.id!r} has no vectors")
-        present = asset.modalities()
-        for vector in vectors:
-            if vector.vector.shape != (self.manifest.dim,):
-                raise ValueError(
-                    f"asset {asset.id!r}: {vector.modality} vector has dim "
-                    f"{vector.vector.shape[0]}, the index holds {self.manifest.dim}-dim vectors"
-                )
-            if vector.modality not in present:
-                raise ValueError(
-                    f"asset {asset.id!r}: has a {vector.modality} vector but no {vector.modality}"
-                )
-
     def _query_embedder(self) -> Embedder:
         if self._embedder is None:
             from indexers.embedders import create_embedder
@@ -519,19 +487,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _as_query(query: Query | str | Path) -> Query:
-    if isinstance(query, Query):
-        return query
-    if isinstance(query, str):
-        return Query(text=query)
-    if isinstance(query, Path):
-        kind, _ = mimetypes.guess_type(query.name)
-        if kind is not None and kind.startswith("video/"):
-            return Query(video=query)
-        return Query(image=query)
-    raise TypeError(f"a query is a Query, a str or a Path, not {type(query).__name__}")
 
 
 def _clear_empty_index(directory: Path) -> None:

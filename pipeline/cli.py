@@ -22,7 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 app = typer.Typer(
     no_args_is_help=True, help="Two-stage multimodal search: CLIP recall, Qwen3-VL rerank."
@@ -207,12 +207,15 @@ def search(
         for hit in hits:
             out.print(hit.model_dump_json(), highlight=False, soft_wrap=True)
         return
-    table = Table("rank", "id", "score", "fused", "rerank", "modality", "at", "metadata")
+    table = Table("#", Column("id", overflow="fold", min_width=12), "score", "fused", "rerank")
+    table.add_column("kind")
+    table.add_column("at")
+    table.add_column("metadata", overflow="fold", ratio=1)
     for hit in hits:
         at = f"{hit.best_timestamp:.1f}s" if hit.best_timestamp is not None else ""
         at = f"p.{hit.page}" if hit.page is not None else at
         rerank_score = f"{hit.rerank.score:.4f}" if hit.rerank is not None else ""
-        meta = json.dumps(hit.metadata, ensure_ascii=False)
+        meta = json.dumps(hit.metadata, ensure_ascii=False, separators=(",", ":"))
         row = (str(hit.rank), hit.id, f"{hit.score:.4f}", f"{hit.fused.score:.4f}", rerank_score)
         table.add_row(*row, hit.modality or "", at, meta)
     out.print(table)
