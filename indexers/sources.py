@@ -78,14 +78,10 @@ def iter_source_counted(
         documents or DocumentsConfig(),
         Path(cache_dir) if cache_dir is not None else _default_cache_dir(),
     )
-    if path.is_dir():
+    if _check_input(path) == "folder":
         yield from _iter_folder(path, reading)
-    elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-        yield from _iter_manifest(path, reading)
-    elif path.exists():
-        raise ValueError(f"{path}: input must be a folder or a .jsonl/.csv manifest")
     else:
-        raise FileNotFoundError(f"{path}: input not found")
+        yield from _iter_manifest(path, reading)
 
 
 def count_source(path: Path) -> int:
@@ -93,11 +89,21 @@ def count_source(path: Path) -> int:
     files and manifest rows, not assets: a PDF or a Markdown file counts once however
     many pages or passages it yields, and builds advance their progress the same way."""
     path = Path(path)
-    if path.is_dir():
+    if _check_input(path) == "folder":
         return sum(1 for _ in _walk(path))
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     return lines - 1 if path.suffix.lower() == ".csv" else lines
+
+
+def _check_input(path: Path) -> Literal["folder", "manifest"]:
+    if path.is_dir():
+        return "folder"
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return "manifest"
+    if path.exists():
+        raise ValueError(f"{path}: input must be a folder or a .jsonl/.csv manifest")
+    raise FileNotFoundError(f"{path}: input not found")
 
 
 def _default_cache_dir() -> Path:

@@ -82,6 +82,15 @@ def test_missing_index_is_a_clear_error(runner, tmp_path):
     assert "nope" in result.output and "Traceback" not in result.output
 
 
+def test_missing_or_wrong_input_is_a_clear_error(runner, tmp_path):
+    for source, reason in ((tmp_path / "absent", "input not found"), (Path(__file__), "folder or")):
+        result = runner.invoke(
+            app, ["index", "build", "--input", str(source), "--out", str(tmp_path / "o")]
+        )
+        assert result.exit_code == 2
+        assert reason in result.output and "Traceback" not in result.output
+
+
 def test_unreadable_query_image_is_a_clear_error(runner, built, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)
