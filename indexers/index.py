@@ -19,7 +19,6 @@ import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 from pydantic import TypeAdapter
@@ -28,6 +27,7 @@ from indexers.atomic import remove_stale_temp_files
 from indexers.embedders.base import Embedder
 from indexers.faiss_index import INDEX_FILE, FaissFileError, FaissIndex, min_training_vectors
 from indexers.index_inputs import as_filter, as_query, check_item, check_queries
+from indexers.lifecycle import CommitOnExit, warn_if_settings_differ
 from indexers.manifest import (
     MANIFEST_FILE,
     IncompatibleIndexError,
@@ -74,7 +74,7 @@ class _Subset:
     assets: int
 
 
-class Index:
+class Index(CommitOnExit):
     """Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. Thread-safe; one
     writing process per directory. As a context manager it commits on a clean exit."""
 
@@ -139,33 +139,12 @@ class Index:
             return cls.create(directory, config, model_id, dim)
         Manifest.load(directory).check_model(model_id, dim)
         index = cls.open(directory)
-        if index.manifest.index != config.index:
-            logger.warning(
-                "%s keeps the index settings it was built with (%s), not the config's; "
-                "rebuild the index to change them",
-                directory,
-                index.manifest.index.model_dump(),
-            )
+        warn_if_settings_differ(directory, index.manifest.index, config.index)
         return index
 
     def close(self) -> None:
         with self._lock:
             self._store.close()
-
-    def __enter__(self) -> Index:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            if exc_type is None:
-                self.commit()
-        finally:
-            self.close()
 
     # -- writing -------------------------------------------------------------------------
 

@@ -30,13 +30,13 @@ import secrets
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from indexers.embedders.base import Embedder
 from indexers.index_inputs import as_filter, as_query, check_item, check_queries
+from indexers.lifecycle import CommitOnExit, warn_if_settings_differ
 from indexers.manifest import (
     MANIFEST_FILE,
     IndexExistsError,
@@ -79,7 +79,7 @@ def _pymilvus() -> Any:
     return pymilvus
 
 
-class MilvusIndex:
+class MilvusIndex(CommitOnExit):
     """Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. Thread-safe in
     one process; one writing process per collection. As a context manager it commits on a
     clean exit."""
@@ -162,35 +162,13 @@ class MilvusIndex:
         Manifest.load(directory).check_model(model_id, dim)
         token = config.index.milvus.token
         index = cls.open(directory, token=token.get_secret_value() if token else None)
-        # model_dump leaves the token out: it is never in the manifest.
-        if index.manifest.index.model_dump() != config.index.model_dump():
-            logger.warning(
-                "%s keeps the index settings it was built with (%s), not the config's; "
-                "rebuild the index to change them",
-                directory,
-                index.manifest.index.model_dump(),
-            )
+        warn_if_settings_differ(directory, index.manifest.index, config.index)
         return index
 
     def close(self) -> None:
         with self._lock:
             self._client.close()
             self._failures.close()
-
-    def __enter__(self) -> MilvusIndex:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            if exc_type is None:
-                self.commit()
-        finally:
-            self.close()
 
     # -- writing -------------------------------------------------------------------------
 
