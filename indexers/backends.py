@@ -1,20 +1,24 @@
 """Pick the index backend: by the config when creating, by the manifest when opening.
 
 Callers (the build, the pipeline, the CLI) use these functions and the
-:class:`SearchIndex` protocol instead of naming a backend class.
+:class:`SearchIndex` protocol instead of naming a backend class. A backend that can fuse
+several recall channels itself (Milvus) also offers :class:`NativeFusionIndex`; callers
+check with ``isinstance`` and otherwise fuse in Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.faiss_install import check_single_faiss
 from indexers.manifest import Manifest
+from indexers.milvus_hybrid import ChannelQuery, NativeRanker
 from indexers.store import EmbeddedVector
 from pipeline.config import Config
 from pipeline.filters import Filter
@@ -50,6 +54,37 @@ class SearchIndex(Protocol):
         filter: Filter | str | None = None,
         modalities: Collection[Modality] | None = None,
     ) -> list[list[SearchHit]]: ...
+    def search_batch(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | str | None = None,
+        modalities: Collection[Modality] | None = None,
+    ) -> SearchBatch:
+        """:meth:`search_vectors` as arrays, for batch users (see ``indexers.batch``)."""
+        ...
+
+
+@runtime_checkable
+class NativeFusionIndex(Protocol):
+    """An index that fuses several channels' searches itself (``fusion.native``)."""
+
+    @property
+    def native_channels(self) -> frozenset[str]:
+        """The recall channels served by the index's own vector fields."""
+        ...
+
+    def one_entity_per_asset(self) -> bool:
+        """Whether native fusion is exactly the Python fusion on this index's data."""
+        ...
+
+    def fused_search(
+        self,
+        queries: Sequence[ChannelQuery],
+        top_n: int,
+        ranker: NativeRanker,
+        filter: Filter | str | None = None,
+    ) -> list[SearchHit]: ...
 
 
 def _backend_class(backend: str) -> type:
@@ -63,19 +98,40 @@ def _backend_class(backend: str) -> type:
     return Index
 
 
-def create_index(directory: Path, config: Config, model_id: str, dim: int) -> SearchIndex:
-    """A new empty index of the configured backend."""
-    return _backend_class(config.index.backend).create(Path(directory), config, model_id, dim)
+def create_index(
+    directory: Path,
+    config: Config,
+    model_id: str,
+    dim: int,
+    extra_fields: Mapping[str, int] | None = None,
+) -> SearchIndex:
+    """A new empty index of the configured backend. ``extra_fields`` (channel -> dim, e.g.
+    ``{"text_dense": 384}``) become vector fields of a Milvus index; FAISS ignores them
+    (its text channels live beside it)."""
+    backend = config.index.backend
+    extra = _extra_for(backend, extra_fields)
+    return _backend_class(backend).create(Path(directory), config, model_id, dim, **extra)
 
 
-def open_or_create_index(directory: Path, config: Config, model_id: str, dim: int) -> SearchIndex:
+def open_or_create_index(
+    directory: Path,
+    config: Config,
+    model_id: str,
+    dim: int,
+    extra_fields: Mapping[str, int] | None = None,
+) -> SearchIndex:
     """The index in ``directory`` (of whatever backend built it), or a new configured one."""
     directory = Path(directory)
     try:
         backend = Manifest.load(directory).index.backend
     except FileNotFoundError:
         backend = config.index.backend
-    return _backend_class(backend).open_or_create(directory, config, model_id, dim)
+    extra = _extra_for(backend, extra_fields)
+    return _backend_class(backend).open_or_create(directory, config, model_id, dim, **extra)
+
+
+def _extra_for(backend: str, extra_fields: Mapping[str, int] | None) -> dict[str, object]:
+    return {"extra_fields": dict(extra_fields)} if backend == "milvus" and extra_fields else {}
 
 
 def open_index(

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from indexers.backends import SearchIndex, create_index, open_or_create_index
+from indexers.backends import NativeFusionIndex, SearchIndex, create_index, open_or_create_index
 from indexers.channel_set import ChannelSet
 from indexers.embedders import Embedder
 from indexers.index import EmbeddedVector
 from indexers.sources import SourceProblem, iter_source_counted
 from indexers.store import asset_storage_problem
+from indexers.text_channels import create_text_channel
 from pipeline.config import Config
 from pipeline.schema import Asset
 
@@ -118,9 +119,19 @@ def build_index(
 
 
 def _open_for(mode: BuildMode, config: Config, embedder: Embedder, out: Path) -> SearchIndex:
+    extra = _index_vector_fields(config, out)
     if mode == "create":
-        return create_index(out, config, embedder.model_id, embedder.dim)
-    return open_or_create_index(out, config, embedder.model_id, embedder.dim)
+        return create_index(out, config, embedder.model_id, embedder.dim, extra)
+    return open_or_create_index(out, config, embedder.model_id, embedder.dim, extra)
+
+
+def _index_vector_fields(config: Config, out: Path) -> dict[str, int]:
+    """The text channels a Milvus index also holds as vector fields (``text_dense``), so
+    Milvus can fuse them natively; FAISS keeps them beside the index only."""
+    if config.index.backend != "milvus" or not config.text_channels:
+        return {}
+    channels = [create_text_channel(channel) for channel in config.text_channels]
+    return ChannelSet(out, channels).vector_dims()
 
 
 def open_channels(index: SearchIndex, index_dir: Path, config: Config) -> ChannelSet:
@@ -157,8 +168,7 @@ class _Stages:
             items = _embed_chunk(self.embedder, chunk, config.embedder.batch_size)
             timings.embed_s += time.perf_counter() - embed_started
             write_started = time.perf_counter()
-            self.index.upsert_many(items)
-            self.channels.add(asset for asset, _ in items)
+            self._write(items)
             self.index.record_failures([(f.item, "decode", f.reason) for f in failures])
             for asset, _ in items:
                 self.index.clear_failure(asset.id)
@@ -168,6 +178,20 @@ class _Stages:
             report.failed += len(failures)
             finished = [asset.id for asset, _ in items] + [f.item for f in failures]
             progress(sum(self._counts.pop(item_id, 0) for item_id in finished))
+
+    def _write(self, items: list[tuple[Asset, list[EmbeddedVector]]]) -> None:
+        """Store a chunk; an index with vector fields for text channels gets their vectors
+        (encoded once, by the channel) with the assets."""
+        fields = self.index.native_channels if isinstance(self.index, NativeFusionIndex) else ()
+        shared = [name for name in self.channels.names if name in fields]
+        if not shared:
+            self.index.upsert_many(items)
+            self.channels.add(asset for asset, _ in items)
+            return
+        self.channels.add(asset for asset, _ in items)
+        ids = [asset.id for asset, _ in items]
+        extra = {name: self.channels.vectors_of(name, ids) for name in shared}
+        self.index.upsert_many(items, extra_vectors=extra)  # type: ignore[call-arg]
 
     def _read(self, source: Path, done: set[str], progress: ProgressCallback) -> Iterator[Asset]:
         index, report = self.index, self.report

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from indexers.text_channels import (
     ChannelHit,
@@ -127,9 +130,40 @@ class ChannelSet:
 
     # -- reading -------------------------------------------------------------------------
 
+    def vector_dims(self) -> dict[str, int]:
+        """Channel name -> vector dim for the channels made of vectors (``text_dense``),
+        so an index can hold those vectors too. Loads the channels' models."""
+        return {
+            name: channel.dimension()
+            for name, channel in self._channels.items()
+            if isinstance(channel, _VectorChannel)
+        }
+
+    def vectors_of(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors channel ``name`` holds for ``ids`` (ids it lacks are left out)."""
+        return self._vector_channel(name).vectors_of(ids)
+
+    def query_vector(self, name: str, query_text: str) -> np.ndarray:
+        """The query text encoded by vector channel ``name``'s model."""
+        return self._vector_channel(name).encode([query_text])[0]
+
+    def _vector_channel(self, name: str) -> _VectorChannel:
+        channel = self.channel(name)
+        if not isinstance(channel, _VectorChannel):
+            raise TypeError(f"text channel {name!r} holds no vectors")
+        return channel
+
     def search(self, name: str, query_text: str, k: int) -> list[ChannelHit]:
         """Up to ``k`` hits of one channel for one query text, best first."""
         return self.channel(name).search([query_text], k)[0]
+
+
+@runtime_checkable
+class _VectorChannel(Protocol):
+    def dimension(self) -> int: ...
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def _has_text(text: str | None) -> bool:

@@ -11,21 +11,20 @@ and duplicates none. IVF training and HNSW compaction also happen at that sync (
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import math
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import TypeAdapter
 
 from indexers.atomic import remove_stale_temp_files
+from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.faiss_index import INDEX_FILE, FaissFileError, FaissIndex, min_training_vectors
+from indexers.hits import HitFields, gather_batch
 from indexers.index_inputs import as_filter, as_query, check_item, check_queries
 from indexers.lifecycle import CommitOnExit, warn_if_settings_differ
 from indexers.manifest import (
@@ -94,6 +93,7 @@ class Index(CommitOnExit):
         self._rows.extend(store.row_table())
         self._asset_count = store.asset_count()
         self._faiss: FaissIndex | None = None  # loaded or rebuilt at the first sync
+        self._hit_fields: HitFields | None = None  # loaded at the first search
         self._faiss_through = 0  # highest row id the in-memory FAISS index has caught up to
         self._pending_removals: list[np.ndarray] = []
         self._unsaved = False
@@ -242,22 +242,39 @@ class Index(CommitOnExit):
         filter: Filter | str | None = None,
         modalities: Collection[Modality] | None = None,
     ) -> list[list[SearchHit]]:
-        """The best ``k`` distinct assets per query vector, best first. An asset scores
-        as its best row; its hit names that row's modality (and frame time for video).
-        With ``filter``, only assets whose metadata match it: SQLite finds them, and FAISS
-        searches only their rows, so k come back whenever k match (exactly for flat).
-        With ``modalities``, only rows of those modalities count (a recall channel such as
-        text-to-image)."""
+        """:meth:`search_batch` as SearchHits: one list per query, best first."""
+        return self.search_batch(queries, k, filter, modalities).to_hits()
+
+    def search_batch(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | str | None = None,
+        modalities: Collection[Modality] | None = None,
+    ) -> SearchBatch:
+        """The best ``k`` distinct assets per query vector, best first, as arrays. An asset
+        scores as its best row; its hit names that row's modality (and frame time for
+        video). With ``filter``, only assets whose metadata match it: SQLite finds them,
+        and FAISS searches only their rows, so k come back whenever k match (exactly for
+        flat). With ``modalities``, only rows of those modalities count (a recall channel
+        such as text-to-image)."""
         queries = check_queries(queries, self.manifest.dim, k)
         parsed = as_filter(filter)
         with self._lock:
             self._sync()
+            if self._hit_fields is None:
+                self._hit_fields = HitFields.load(self._store.hit_fields())
             subset = self._subset(parsed, modalities)
-            hits: list[list[SearchHit]] = []
-            for start in range(0, len(queries), _QUERY_BATCH):
-                batch = queries[start : start + _QUERY_BATCH]
-                hits.extend(self._hits(self._best_assets(batch, k, subset)))
-            return hits
+            batches = [
+                gather_batch(
+                    self._best_assets(queries[start : start + _QUERY_BATCH], k, subset),
+                    self._rows,
+                    self._hit_fields,
+                )
+                # At least one (maybe empty) chunk, so zero queries give an empty batch.
+                for start in range(0, max(1, len(queries)), _QUERY_BATCH)
+            ]
+            return SearchBatch.concatenate(batches)
 
     def _subset(
         self, parsed: Filter | None, modalities: Collection[Modality] | None
@@ -321,35 +338,6 @@ class Index(CommitOnExit):
         return best_row_per_asset(
             np.take_along_axis(scores, order, axis=1), rows[order], self._rows, k
         )
-
-    def _hits(self, best: AssetHits) -> list[list[SearchHit]]:
-        """SearchHits for grouped results. This is most of our cost over bare FAISS, so:
-        SQLite hands over each asset's id and metadata as JSON in one query, each hit adds
-        its score, modality and frame time as JSON text, and pydantic-core parses and
-        validates the whole batch in one call (with the GC paused, see ``_gc_paused``)."""
-        fields = self._store.hit_fields(np.unique(best.ordinals[best.ordinals >= 0]).tolist())
-        safe_rows = np.where(best.rows >= 0, best.rows, 0)
-        modalities = self._rows.modalities_of(safe_rows).tolist()
-        timestamps = self._rows.timestamps_of(safe_rows).tolist()
-        per_query = []
-        for ordinals, scores, found, query_modalities, query_times in zip(
-            best.ordinals.tolist(),
-            best.scores.tolist(),
-            best.found.tolist(),
-            modalities,
-            timestamps,
-            strict=True,
-        ):
-            hits = [
-                f'{{{fields[ordinal]},"score":{score!r},{_MODALITY_JSON[modality]},'
-                f'"best_timestamp":{_timestamp_json(modality, timestamp)}}}'
-                for ordinal, score, modality, timestamp in zip(
-                    ordinals[:found], scores, query_modalities, query_times, strict=False
-                )
-            ]
-            per_query.append("[" + ",".join(hits) + "]")
-        with _gc_paused():
-            return _SEARCH_HITS.validate_json("[" + ",".join(per_query) + "]")
 
     # -- FAISS sync ----------------------------------------------------------------------
 
@@ -428,9 +416,17 @@ class Index(CommitOnExit):
     # -- helpers -------------------------------------------------------------------------
 
     def _after_write(self, asset_delta: int, removed_rows: np.ndarray) -> None:
+        touched = self._rows.ordinals_of(removed_rows)
         self._rows.drop(removed_rows)
-        self._rows.extend(self._store.row_table(after_row_id=self._rows.max_row_id))
+        written = self._store.row_table(after_row_id=self._rows.max_row_id)
+        self._rows.extend(written)
         self._asset_count += asset_delta
+        if self._hit_fields is not None:
+            # Deleted and replaced assets go; written ones (a replaced asset keeps its
+            # ordinal) come back with their stored id and metadata.
+            self._hit_fields.forget(touched)
+            for ordinals, ids, tails in self._store.hit_fields(np.unique(written.ordinals)):
+                self._hit_fields.set(ordinals, ids, tails)
         if self._faiss is not None and len(removed_rows):
             self._pending_removals.append(removed_rows)
 
@@ -442,30 +438,6 @@ class Index(CommitOnExit):
             self.manifest.check_model(embedder.model_id, embedder.dim)
             self._embedder = embedder
         return self._embedder
-
-
-_SEARCH_HITS = TypeAdapter(list[list[SearchHit]])
-_MODALITY_JSON = [f'"modality":"{name}"' for name in MODALITIES]
-_VIDEO = MODALITIES.index("video")
-
-
-def _timestamp_json(modality: int, timestamp: float) -> str:
-    """A video hit's frame time; non-video rows and frames without a time give null."""
-    return repr(timestamp) if modality == _VIDEO and not math.isnan(timestamp) else "null"
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many objects that all stay alive
-    (thousands of hits per batch): otherwise its repeated passes over them cost as much as
-    building them. The pause is short and this code makes no cyclic garbage."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _clear_empty_index(directory: Path) -> None:

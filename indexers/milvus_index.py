@@ -1,13 +1,20 @@
 """The Milvus index backend (``index.backend: milvus``): Milvus Lite in a local folder, or a
 Milvus server, behind the same API as :class:`indexers.index.Index`.
 
-Storage is ONE collection with one entity per vector row: the asset id, modality, frame
-time, vector and the asset's metadata (a JSON field) on every row, and the rest of the
-asset record on its head row only. One collection rather than vectors + assets because
-Milvus has no joins: a metadata filter must sit on the rows the ANN search walks, so it is
-applied inside the search (exact for FLAT) instead of being resolved into an id list first.
-The index directory keeps the manifest and a small SQLite file of build failures (build
-bookkeeping that never needs to be searched).
+Storage is ONE collection with one vector field per Milvus-served recall channel
+(``clip_image``, ``clip_text``, and ``text_dense`` when the build has that text channel;
+see :mod:`indexers.milvus_schema`): an asset's head entity carries its text vectors and its
+first image or frame vector, further video frames one entity each. Every entity has the
+asset id, modality, frame time and the asset's metadata (a JSON field); the rest of the
+asset record sits on the head entity only. One collection rather than vectors + assets
+because Milvus has no joins: a metadata filter must sit on the entities the ANN search
+walks, so it is applied inside the search (exact for FLAT) instead of being resolved into an
+id list first. The index directory keeps the manifest and a small SQLite file of build
+failures (build bookkeeping that never needs to be searched).
+
+Several channels at once can be fused by Milvus itself (:meth:`MilvusIndex.fused_search`,
+native ``hybrid_search``; see :mod:`indexers.milvus_hybrid` for what it supports and when it
+gives exactly the orchestrator's Python fusion).
 
 Milvus has no multi-row transactions. An upsert inserts the new rows under a fresh
 generation number, then deletes the asset's rows of any other generation: a crash between
@@ -28,27 +35,43 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.index_inputs import as_filter, as_query, check_item, check_queries
 from indexers.lifecycle import CommitOnExit, warn_if_settings_differ
 from indexers.manifest import (
     MANIFEST_FILE,
+    IncompatibleIndexError,
     IndexExistsError,
     IndexNotFoundError,
     Manifest,
     validate_index_config,
 )
+from indexers.milvus_hybrid import ChannelQuery, NativeRanker, fused_search
+from indexers.milvus_schema import (
+    CLIP_IMAGE,
+    CLIP_TEXT,
+    MAX_ID_BYTES,
+    MAX_PARTITION_BYTES,
+    OPTIONAL_FIELDS,
+    SCALAR_OUTPUT,
+    create_collection,
+    has,
+    search_params,
+    slots_of,
+    vector_fields,
+)
 from indexers.store import EmbeddedVector, MetadataStore
 from pipeline.config import Config, EmbedderConfig, MediaConfig
 from pipeline.filters import And, Compare, Filter, FilterError, In, Node, Not, Or
 from pipeline.schema import Asset, Modality, Query, SearchHit
-from pipeline.settings import IndexConfig, MilvusConfig
+from pipeline.settings import MilvusConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +82,11 @@ MAX_TOPK = 16_384
 """Milvus refuses a search limit above this: the over-fetch stops there."""
 
 _SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
-_MAX_ID_BYTES = 65_535
-_MAX_PARTITION_BYTES = 512
 _WRITE_CHUNK = 1_000
 _ID_CHUNK = 500
 _QUERY_BATCH = 64
-_OUTPUT = ["asset_id", "modality", "timestamp", "metadata"]
-_INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf_flat": "IVF_FLAT", "ivf_pq": "IVF_PQ"}
+ExtraVectors = Mapping[str, Mapping[str, np.ndarray]]
+"""Vectors for the optional fields: field name (``text_dense``) -> asset id -> vector."""
 
 
 def _pymilvus() -> Any:
@@ -96,26 +117,40 @@ class MilvusIndex(CommitOnExit):
         self.manifest = manifest
         self._client = client
         self._collection = manifest.index.milvus.collection
+        try:
+            self._fields = vector_fields(client, self._collection)
+        except ValueError as exc:
+            raise IncompatibleIndexError(f"{directory}: {exc}") from None
         self._failures = failures
         self._embedder = embedder
         self._lock = threading.RLock()
         # Rows per asset, to size the first over-fetch. Counting assets scans the collection
         # in Milvus Lite, so it is counted once after each write, not per search.
         self._rows_per_asset: float | None = None
+        self._single_entities: bool | None = None  # see one_entity_per_asset
 
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, config: Config, model_id: str, dim: int) -> MilvusIndex:
-        """A new empty index; refuses a collection that already holds assets."""
+    def create(
+        cls,
+        directory: Path,
+        config: Config,
+        model_id: str,
+        dim: int,
+        extra_fields: Mapping[str, int] | None = None,
+    ) -> MilvusIndex:
+        """A new empty index; refuses a collection that already holds assets.
+        ``extra_fields`` adds optional vector fields (``{"text_dense": 384}``)."""
         directory = Path(directory)
         validate_index_config(config.index, dim)
+        extra = _checked_extra_fields(extra_fields or {})
         directory.mkdir(parents=True, exist_ok=True)
         settings = config.index.milvus
         client = _connect(settings, directory, _token(settings))
         try:
             _replace_empty_collection(client, settings.collection, directory)
-            _create_collection(client, config.index, dim)
+            create_collection(client, _pymilvus().DataType, config.index, dim, extra)
         except BaseException:
             client.close()
             raise
@@ -154,15 +189,28 @@ class MilvusIndex(CommitOnExit):
 
     @classmethod
     def open_or_create(
-        cls, directory: Path, config: Config, model_id: str, dim: int
+        cls,
+        directory: Path,
+        config: Config,
+        model_id: str,
+        dim: int,
+        extra_fields: Mapping[str, int] | None = None,
     ) -> MilvusIndex:
         directory = Path(directory)
         if not (directory / MANIFEST_FILE).is_file():
-            return cls.create(directory, config, model_id, dim)
+            return cls.create(directory, config, model_id, dim, extra_fields)
         Manifest.load(directory).check_model(model_id, dim)
         token = config.index.milvus.token
         index = cls.open(directory, token=token.get_secret_value() if token else None)
         warn_if_settings_differ(directory, index.manifest.index, config.index)
+        missing = {f: d for f, d in (extra_fields or {}).items() if index._fields.get(f) != d}
+        if missing:
+            logger.warning(
+                "%s: the collection has no %s vector field of this dim; those vectors stay "
+                "in the text channel only (rebuild to serve them from Milvus)",
+                directory,
+                ", ".join(missing),
+            )
         return index
 
     def close(self) -> None:
@@ -172,17 +220,24 @@ class MilvusIndex(CommitOnExit):
 
     # -- writing -------------------------------------------------------------------------
 
-    def upsert_many(self, items: Sequence[tuple[Asset, Sequence[EmbeddedVector]]]) -> None:
+    def upsert_many(
+        self,
+        items: Sequence[tuple[Asset, Sequence[EmbeddedVector]]],
+        extra_vectors: ExtraVectors | None = None,
+    ) -> None:
         """Insert or replace assets (all rows of a replaced asset go). Every item is
-        checked first: one bad item stores nothing. A later item with the same id wins."""
+        checked first: one bad item stores nothing. A later item with the same id wins.
+        ``extra_vectors`` gives the optional fields' vectors by field and asset id (an
+        asset without one is not searchable in that field)."""
         latest = {asset.id: (asset, vectors) for asset, vectors in self._checked(items)}
         if not latest:
             return
+        extra = self._checked_extra_vectors(extra_vectors or {}, latest)
         generation = secrets.randbits(62)
         rows = [
             row
             for asset, vectors in latest.values()
-            for row in self._rows_of(asset, vectors, generation)
+            for row in self._rows_of(asset, vectors, generation, extra)
         ]
         with self._lock:
             for start in range(0, len(rows), _WRITE_CHUNK):
@@ -193,6 +248,7 @@ class MilvusIndex(CommitOnExit):
                     filter=f"{_ids_in(chunk)} and generation != {generation}",
                 )
             self._rows_per_asset = None
+            self._single_entities = None
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete assets by id; returns how many of them existed."""
@@ -202,6 +258,7 @@ class MilvusIndex(CommitOnExit):
                 deleted += self._count(f"head == true and {_ids_in(chunk)}")
                 self._client.delete(self._collection, filter=_ids_in(chunk))
             self._rows_per_asset = None
+            self._single_entities = None
         return deleted
 
     def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
@@ -232,8 +289,22 @@ class MilvusIndex(CommitOnExit):
             return self._count("head == true")
 
     def vector_count(self) -> int:
+        """CLIP vectors stored (an entity can hold a text and an image vector)."""
         with self._lock:
-            return self._count("")
+            return sum(self._count(f"{has(field)} == true") for field in (CLIP_IMAGE, CLIP_TEXT))
+
+    @property
+    def native_channels(self) -> frozenset[str]:
+        """The recall channels this index serves from its own vector fields."""
+        return frozenset(self._fields)
+
+    def one_entity_per_asset(self) -> bool:
+        """Whether no asset spans several entities (a video of several frames does): only
+        then does :meth:`fused_search` give exactly the Python fusion's ranks."""
+        with self._lock:
+            if self._single_entities is None:
+                self._single_entities = self._count("head == false") == 0
+            return self._single_entities
 
     def __contains__(self, asset_id: object) -> bool:
         if not isinstance(asset_id, str):
@@ -293,11 +364,52 @@ class MilvusIndex(CommitOnExit):
                 return [[] for _ in queries]
             if self._rows_per_asset is None:
                 self._rows_per_asset = rows / max(1, self._count("head == true"))
-            search = _Search(self, parsed, k, rows, self._rows_per_asset, modalities)
+            per_field = [
+                _Search(self, parsed, k, rows, self._rows_per_asset, field, field_modalities)
+                for field, field_modalities in _fields_for(modalities)
+            ]
             hits: list[list[SearchHit]] = []
             for start in range(0, len(queries), _QUERY_BATCH):
-                hits.extend(search.run(queries[start : start + _QUERY_BATCH]))
+                batch = queries[start : start + _QUERY_BATCH]
+                found = [search.run(batch) for search in per_field]
+                hits.extend(_best_of(per_query, k) for per_query in zip(*found, strict=True))
             return hits
+
+    def search_batch(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | str | None = None,
+        modalities: Collection[Modality] | None = None,
+    ) -> SearchBatch:
+        """:meth:`search_vectors` as arrays (made from its hits: Milvus gives hits anyway)."""
+        return SearchBatch.from_hits(self.search_vectors(queries, k, filter, modalities), k)
+
+    def fused_search(
+        self,
+        queries: Sequence[ChannelQuery],
+        top_n: int,
+        ranker: NativeRanker,
+        filter: Filter | str | None = None,
+    ) -> list[SearchHit]:
+        """The best ``top_n`` assets by Milvus's own fusion (``hybrid_search``) of one
+        request per channel; see :mod:`indexers.milvus_hybrid`. Raises
+        :class:`indexers.milvus_hybrid.NativeFusionUnavailable` when Milvus cannot give the
+        filter's exact semantics for this query (the caller fuses in Python instead)."""
+        parsed = as_filter(filter)
+        expression = _milvus_expression(parsed, self.manifest.index.milvus.partition_key)
+        with self._lock:
+            return fused_search(
+                self._client,
+                self._collection,
+                self._fields,
+                queries,
+                top_n,
+                ranker,
+                parsed,
+                expression,
+                search_params(self.manifest.index),
+            )
 
     # -- internals -----------------------------------------------------------------------
 
@@ -308,28 +420,49 @@ class MilvusIndex(CommitOnExit):
         key = self.manifest.index.milvus.partition_key
         for asset, vectors in items:
             check_item(asset, vectors, self.manifest.dim)
-            if len(asset.id.encode("utf-8")) > _MAX_ID_BYTES:
-                too_long = f"id longer than {_MAX_ID_BYTES} bytes"
+            if len(asset.id.encode("utf-8")) > MAX_ID_BYTES:
+                too_long = f"id longer than {MAX_ID_BYTES} bytes"
                 raise ValueError(f"asset {asset.id[:60]!r}...: {too_long}")
             if key is not None:
                 _partition_value(asset, key)
         return items
 
+    def _checked_extra_vectors(
+        self, extra: ExtraVectors, assets: Mapping[str, object]
+    ) -> dict[str, dict[str, np.ndarray]]:
+        checked: dict[str, dict[str, np.ndarray]] = {}
+        for field, by_id in extra.items():
+            if field not in self._fields or field not in OPTIONAL_FIELDS:
+                continue  # a field this collection was built without: nothing to store
+            checked[field] = {}
+            for asset_id, vector in by_id.items():
+                array = np.asarray(vector, dtype=np.float32)
+                if array.shape != (self._fields[field],) or not np.isfinite(array).all():
+                    raise ValueError(
+                        f"asset {asset_id!r}: {field} vector must be {self._fields[field]} "
+                        f"finite numbers, got shape {array.shape}"
+                    )
+                if asset_id in assets:
+                    checked[field][asset_id] = array
+        return checked
+
     def _rows_of(
-        self, asset: Asset, vectors: Sequence[EmbeddedVector], generation: int
+        self,
+        asset: Asset,
+        vectors: Sequence[EmbeddedVector],
+        generation: int,
+        extra: Mapping[str, Mapping[str, np.ndarray]],
     ) -> Iterator[dict[str, Any]]:
         record = asset.model_dump(mode="json", include={"text", "image", "video", "fps"})
         key = self.manifest.index.milvus.partition_key
-        for position, vector in enumerate(vectors):
+        own_extra = {field: by_id[asset.id] for field, by_id in extra.items() if asset.id in by_id}
+        for slot in slots_of(asset, vectors, self._fields, own_extra):
             row = {
+                **slot,
                 "asset_id": asset.id,
                 "generation": generation,
-                "head": position == 0,
-                "modality": vector.modality,
-                "timestamp": vector.timestamp,
-                "vector": vector.vector.tolist(),
                 "metadata": asset.metadata,
-                "record": record if position == 0 else {},
+                "record": record if slot["head"] else {},
             }
             if key is not None:
                 row["partition"] = _partition_value(asset, key)
@@ -370,11 +503,13 @@ class _Search:
         k: int,
         rows: int,
         per_asset: float,
+        field: str,
         modalities: Collection[Modality] | None = None,
     ) -> None:
         self._index = index
         self._filter = parsed
         self._k = k
+        self._field = field
         self._limit = min(rows, MAX_TOPK)
         self._first_fetch = min(self._limit, math.ceil(k * per_asset))
         self._expression = _milvus_expression(parsed, index.manifest.index.milvus.partition_key)
@@ -384,12 +519,14 @@ class _Search:
                 "each result (slow on large collections)",
                 parsed.expression,
             )
+        # Entities without this field's vector hold zeros there; the flag leaves them out.
+        # modality is a scalar field: `in` works on it, unlike on JSON paths.
+        wanted = f"{has(field)} == true"
         if modalities is not None:
-            # modality is a scalar field: `in` works on it, unlike on JSON paths.
-            of_modality = f"modality in {json.dumps(sorted(modalities))}"
-            expression = self._expression
-            self._expression = f"({expression}) and {of_modality}" if expression else of_modality
-        self._search_params = _search_params(index.manifest.index)
+            wanted += f" and modality in {json.dumps(sorted(modalities))}"
+        expression = self._expression
+        self._expression = f"({expression}) and {wanted}" if expression else wanted
+        self._search_params = search_params(index.manifest.index)
 
     def run(self, queries: np.ndarray) -> list[list[SearchHit]]:
         results: list[list[SearchHit]] = [[] for _ in queries]
@@ -400,10 +537,10 @@ class _Search:
                 self._index._collection,
                 data=[queries[i].tolist() for i in pending],
                 limit=fetch,
-                filter=self._expression or "",
-                output_fields=_OUTPUT,
+                filter=self._expression,
+                output_fields=SCALAR_OUTPUT,
                 search_params=self._search_params,
-                anns_field="vector",
+                anns_field=self._field,
             )
             still_short = []
             for query, rows in zip(pending, found, strict=True):
@@ -423,17 +560,48 @@ class _Search:
             asset_id = entity["asset_id"]
             if asset_id in hits or (self._filter and not self._filter.matches(entity["metadata"])):
                 continue
-            video = entity["modality"] == "video"
-            hits[asset_id] = SearchHit(
-                id=asset_id,
-                score=row["distance"],
-                modality=entity["modality"],
-                best_timestamp=entity["timestamp"] if video else None,
-                metadata=entity["metadata"],
-            )
+            hits[asset_id] = _hit(entity, row["distance"], text=self._field == CLIP_TEXT)
             if len(hits) == self._k:
                 break
         return list(hits.values())
+
+
+def _hit(entity: dict[str, Any], score: float, text: bool) -> SearchHit:
+    """A hit on an entity; ``text`` when it matched the entity's text vector (an entity
+    also holding an image then still reports a text hit)."""
+    modality = "text" if text else entity["modality"]
+    return SearchHit(
+        id=entity["asset_id"],
+        score=score,
+        modality=modality,
+        best_timestamp=entity["timestamp"] if modality == "video" else None,
+        metadata=entity["metadata"],
+    )
+
+
+def _fields_for(
+    modalities: Collection[Modality] | None,
+) -> list[tuple[str, Collection[Modality] | None]]:
+    """The CLIP fields to search for these modalities, with the modalities each keeps."""
+    if modalities is None:
+        return [(CLIP_IMAGE, None), (CLIP_TEXT, None)]
+    fields: list[tuple[str, Collection[Modality] | None]] = []
+    pictures = sorted(set(modalities) - {"text"})
+    if pictures:
+        fields.append((CLIP_IMAGE, None if set(pictures) == {"image", "video"} else pictures))
+    if "text" in modalities:
+        fields.append((CLIP_TEXT, None))
+    return fields
+
+
+def _best_of(per_field: Sequence[list[SearchHit]], k: int) -> list[SearchHit]:
+    """Each field's best k assets merged: an asset scores as its best hit in any field."""
+    if len(per_field) == 1:
+        return per_field[0]
+    best: dict[str, SearchHit] = {}
+    for hit in sorted((h for hits in per_field for h in hits), key=lambda h: -h.score):
+        best.setdefault(hit.id, hit)
+    return list(best.values())[:k]
 
 
 # -- collection ------------------------------------------------------------------------
@@ -486,51 +654,14 @@ def _replace_empty_collection(client: Any, name: str, directory: Path) -> None:
     client.drop_collection(name)
 
 
-def _create_collection(client: Any, config: IndexConfig, dim: int) -> None:
-    data_type = _pymilvus().DataType
-    settings = config.milvus
-    schema = client.create_schema(auto_id=True, enable_dynamic_field=False)
-    schema.add_field("row_id", data_type.INT64, is_primary=True)
-    schema.add_field("asset_id", data_type.VARCHAR, max_length=_MAX_ID_BYTES)
-    schema.add_field("generation", data_type.INT64)
-    schema.add_field("head", data_type.BOOL)
-    schema.add_field("modality", data_type.VARCHAR, max_length=8)
-    schema.add_field("timestamp", data_type.DOUBLE, nullable=True)
-    schema.add_field("vector", data_type.FLOAT_VECTOR, dim=dim)
-    schema.add_field("metadata", data_type.JSON)
-    schema.add_field("record", data_type.JSON)
-    if settings.partition_key is not None:
-        schema.add_field(
-            "partition", data_type.VARCHAR, max_length=_MAX_PARTITION_BYTES, is_partition_key=True
-        )
-    index_params = client.prepare_index_params()
-    index_params.add_index(
-        "vector",
-        index_type=_INDEX_TYPES[config.kind],
-        metric_type="IP",
-        params=_build_params(config),
-    )
-    client.create_collection(
-        settings.collection, schema=schema, index_params=index_params, consistency_level="Strong"
-    )
-
-
-def _build_params(config: IndexConfig) -> dict[str, int]:
-    if config.kind == "hnsw":
-        return {"M": config.hnsw.m, "efConstruction": config.hnsw.ef_construction}
-    if config.kind == "ivf_flat":
-        return {"nlist": config.ivf.nlist}
-    if config.kind == "ivf_pq":
-        return {"nlist": config.ivf.nlist, "m": config.ivf.pq_m, "nbits": config.ivf.pq_bits}
-    return {}
-
-
-def _search_params(config: IndexConfig) -> dict[str, Any]:
-    if config.kind == "hnsw":
-        return {"metric_type": "IP", "params": {"ef": config.hnsw.ef_search}}
-    if config.kind in ("ivf_flat", "ivf_pq"):
-        return {"metric_type": "IP", "params": {"nprobe": config.ivf.nprobe}}
-    return {"metric_type": "IP", "params": {}}
+def _checked_extra_fields(fields: Mapping[str, int]) -> dict[str, int]:
+    for field, dim in fields.items():
+        if field not in OPTIONAL_FIELDS or not isinstance(dim, int) or dim < 1:
+            raise ValueError(
+                f"extra vector field {field!r}: must be one of {list(OPTIONAL_FIELDS)} with a "
+                f"positive dim, got {dim!r}"
+            )
+    return dict(fields)
 
 
 # -- filters -----------------------------------------------------------------------------
@@ -581,10 +712,10 @@ def _required_partition(node: Node, partition_key: str | None) -> str | None:
 
 def _partition_value(asset: Asset, key: str) -> str:
     value = asset.metadata.get(key)
-    if not isinstance(value, str) or len(value.encode("utf-8")) > _MAX_PARTITION_BYTES:
+    if not isinstance(value, str) or len(value.encode("utf-8")) > MAX_PARTITION_BYTES:
         raise ValueError(
             f"asset {asset.id!r}: metadata {key!r} (index.milvus.partition_key) must be a "
-            f"string of at most {_MAX_PARTITION_BYTES} bytes, got {value!r:.80}"
+            f"string of at most {MAX_PARTITION_BYTES} bytes, got {value!r:.80}"
         )
     return value
 

@@ -129,7 +129,7 @@ class MetadataStore:
         # (the FAISS sync then treats their rows as never written), never corrupt the file.
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA foreign_keys=ON")
-        # Searches look assets up by ordinal; a larger page cache keeps the asset pages (a
+        # Filtered searches scan the assets table; a larger page cache keeps its pages (a
         # few dozen bytes per asset) in memory between searches.
         connection.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         connection.executescript(_SCHEMA)
@@ -218,15 +218,26 @@ class MetadataStore:
             metadata=json.loads(metadata) if metadata is not None else {},
         )
 
-    def hit_fields(self, ordinals: Sequence[int]) -> dict[int, str]:
-        """Per asset, its id and metadata as JSON object members (``"id":..,"metadata":{..}``),
-        built by SQLite in one query so search never decodes JSON in Python."""
-        rows = self._db.execute(
-            "SELECT ordinal, json_object('id', id, 'metadata', json(coalesce(metadata, '{}'))) "
-            "FROM assets WHERE ordinal IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(ordinals)),),
+    def hit_fields(
+        self, ordinals: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, list[str], list[str]]]:
+        """Per asset (all, or the given ordinals), its id, and its id and metadata as the
+        end of a JSON object (``"id":..,"metadata":{..}}``), in chunks of (ordinals, ids,
+        texts). SQLite writes the JSON, so nothing is decoded in Python."""
+        select = (
+            "SELECT ordinal, id, substr(json_object('id', id, 'metadata', "
+            "json(coalesce(metadata, '{}'))), 2) FROM assets"
         )
-        return {ordinal: members[1:-1] for ordinal, members in rows}
+        if ordinals is None:
+            yield from _column_chunks(self._db.execute(select))
+            return
+        for chunk in _chunks([int(o) for o in ordinals]):
+            yield from _column_chunks(
+                self._db.execute(
+                    f"{select} WHERE ordinal IN (SELECT value FROM json_each(?))",
+                    (json.dumps(chunk),),
+                )
+            )
 
     def ordinals_where(self, where: str, parameters: Sequence[Any]) -> np.ndarray:
         """Ordinals of the assets whose metadata satisfy a ``WHERE`` fragment (from
@@ -411,6 +422,13 @@ def _video_from_json(text: str | None) -> Path | list[Path] | None:
 
 def _blob(vector: np.ndarray) -> bytes:
     return vector.astype(_VECTOR_DTYPE, copy=False).tobytes()
+
+
+def _column_chunks(cursor: sqlite3.Cursor) -> Iterator[tuple[np.ndarray, list[str], list[str]]]:
+    """(ordinal, id, text) rows of ``cursor`` as (ordinals, ids, texts), a chunk at a time."""
+    while rows := cursor.fetchmany(_ID_CHUNK):
+        ordinals, ids, texts = zip(*rows, strict=True)
+        yield np.asarray(ordinals, dtype=np.int64), list(ids), list(texts)
 
 
 def _chunks(values: list[Any]) -> Iterator[list[Any]]:

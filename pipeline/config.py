@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from indexers.documents.config import DocumentsConfig
 from indexers.text_channels.config import TextChannelConfig
@@ -43,12 +43,16 @@ __all__ = [
     "RecallConfig",
     "RerankConfig",
     "load_config",
+    "native_fusion_problem",
     "validate_config",
 ]
 
 PROFILE_ENV = "VLSEARCH_MODELS"
 
 ChannelName = Literal["clip_image", "clip_text", "text_dense", "bm25"]
+MILVUS_FIELD_CHANNELS = ("clip_image", "clip_text", "text_dense")
+"""Channels a Milvus index can serve from its own vector fields (text_dense only when it is
+one of the text_channels; bm25 always stays a bm25s channel beside the index)."""
 
 
 class RecallConfig(_Strict):
@@ -104,10 +108,44 @@ class Config(_Strict):
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
 
+    @model_validator(mode="after")
+    def _native_fusion_possible(self) -> Config:
+        if self.fusion.native == "on":
+            problem = native_fusion_problem(self)
+            if problem is not None:
+                raise ValueError(f"fusion.native is 'on' but {problem}")
+        return self
+
     def fingerprint(self) -> str:
         """A stable hash of the settings, recorded in index manifests."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def native_fusion_problem(config: Config, backend: str | None = None) -> str | None:
+    """Why this config's recall cannot be fused by the index itself, or None when it can.
+    ``backend`` overrides ``index.backend`` (an index opened by its manifest)."""
+    fusion, recall = config.fusion, config.recall
+    backend = backend or config.index.backend
+    if backend != "milvus":
+        return f"index.backend is {backend!r}; only 'milvus' fuses natively"
+    if fusion.method not in ("rrf", "weighted"):
+        return f"fusion.method {fusion.method!r} has no Milvus ranker (use rrf or weighted)"
+    if fusion.method == "rrf" and fusion.k < 1:
+        return f"fusion.k is {fusion.k}; Milvus's RRF needs k >= 1"
+    if fusion.method == "rrf" and any(fusion.weight(c) != 1.0 for c in recall.channels):
+        return "fusion.weights: Milvus's RRF ranker has no per-channel weights"
+    if fusion.method == "weighted" and fusion.normalization != "minmax":
+        return "fusion.normalization 'z' has no Milvus counterpart"
+    if recall.fold_by is not None:
+        return "recall.fold_by folds each channel before fusion, which Milvus cannot"
+    if len(recall.channels) < 2:
+        return "recall.channels lists fewer than two channels: nothing to fuse"
+    dense = any(channel.backend == "text_dense" for channel in config.text_channels)
+    for channel in recall.channels:
+        if channel not in MILVUS_FIELD_CHANNELS or (channel == "text_dense" and not dense):
+            return f"recall channel {channel!r} is not a Milvus vector field"
+    return None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

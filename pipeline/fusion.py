@@ -91,6 +91,10 @@ class FusionConfig(BaseModel):
     normalization: Literal["minmax", "z"] = "minmax"
     weights: dict[str, float] = Field(default_factory=dict)
     """Per channel name; channels not named weigh 1.0."""
+    native: Literal["auto", "on", "off"] = "auto"
+    """Let the index fuse the channels itself (Milvus ``hybrid_search``): ``auto`` does
+    when it gives the same results as fusing here (see ``pipeline.search``), ``on``
+    whenever the query allows (the config must allow it), ``off`` never."""
 
     @field_validator("weights")
     @classmethod

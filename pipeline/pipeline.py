@@ -82,6 +82,7 @@ class Pipeline:
                 query_vector=lambda q: self._query_vector(index, q),
                 text_search=channels.search if channels is not None else None,
                 reranker=lambda: self.reranker,
+                text_vector=channels.query_vector if channels is not None else None,
             )
             return search.run(query, top_k=top_k, filter=filter, rerank=rerank)
 

@@ -4,10 +4,26 @@ Channels: ``clip_image`` (the query's CLIP vector against image and video-frame 
 ``clip_text`` (against asset text rows), ``text_dense`` and ``bm25`` (the query text
 against the text channels built with the index). An image or video query only has a
 CLIP image vector to compare, so it uses ``clip_image`` alone.
+
+Native fusion (``fusion.native``). An index that fuses channels itself (Milvus
+``hybrid_search``, :class:`indexers.backends.NativeFusionIndex`) replaces recall + fusion
+when EVERY channel of the query is one of its vector fields (``clip_image``, ``clip_text``,
+``text_dense`` built into a Milvus index; never ``bm25``) and the config has a Milvus
+ranker for the fusion: ``rrf`` with every channel weight 1 and k >= 1, or ``weighted``
+with ``minmax`` normalisation; no ``recall.fold_by``; at least two channels. Otherwise the
+channels are fused here, in Python, as always. ``auto`` (the default) also requires that
+native fusion gives exactly the Python result: for ``rrf`` it does whenever no asset spans
+several Milvus entities (a video of several frames does), so ``auto`` fuses in Python on
+such an index; ``weighted`` always differs (Milvus normalises scores with arctan, not
+min-max; see :mod:`indexers.milvus_hybrid`). ``on`` fuses natively whenever the query and
+index allow, and the config must allow it. A filter Milvus reads differently from
+:mod:`pipeline.filters` falls back to Python for that query. Native results carry the fused
+score only: their ``recall`` (per-channel scores and ranks) is empty.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +31,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from pipeline.config import Config
+from indexers.backends import NativeFusionIndex
+from indexers.milvus_hybrid import (
+    ChannelQuery,
+    NativeFusionUnavailable,
+    NativeRanker,
+    RrfRanker,
+    WeightedRanker,
+)
+from pipeline.config import Config, native_fusion_problem
 from pipeline.filters import Filter, parse_filter
 from pipeline.fusion import ChannelHit, FusedHit, create_fuser, fold, parent_by
 from pipeline.schema import Asset, Content, Modality, Query, SearchHit
@@ -25,6 +49,7 @@ CLIP_CHANNELS: dict[str, frozenset[Modality]] = {
     "clip_text": frozenset({"text"}),
 }
 TEXT_CHANNELS = ("text_dense", "bm25")
+logger = logging.getLogger(__name__)
 # Text channels know nothing of metadata: they over-fetch this many times k before the
 # filter is applied to their hits.
 _TEXT_FILTER_OVERFETCH = 4
@@ -55,7 +80,8 @@ class TwoStageSearch:
     """One query through both stages, as ``config`` says. ``index`` is the stage-one
     ``SearchIndex``; ``query_vector`` embeds a query with the index's CLIP model;
     ``text_search(channel, text, k)`` queries a text channel; ``reranker()`` gives stage
-    two (loaded on first use)."""
+    two (loaded on first use); ``text_vector(channel, text)`` encodes a query for a vector
+    text channel (``text_dense``), needed only for native fusion over it."""
 
     def __init__(
         self,
@@ -64,12 +90,14 @@ class TwoStageSearch:
         query_vector: Callable[[Query], np.ndarray],
         text_search: Callable[[str, str, int], list[tuple[str, float]]] | None,
         reranker: Callable[[], Any],
+        text_vector: Callable[[str, str], np.ndarray] | None = None,
     ) -> None:
         self.config = config
         self.index = index
         self.query_vector = query_vector
         self.text_search = text_search
         self.reranker = reranker
+        self.text_vector = text_vector
 
     def run(
         self,
@@ -81,11 +109,13 @@ class TwoStageSearch:
         if query.is_empty:
             raise ValueError("the query has no text, image or video")
         parsed = parse_filter(filter) if isinstance(filter, str) else filter
-        recalled = self._recall(query, parsed)
-        folded = {name: self._fold(hits) for name, hits in recalled.items()}
         rerank_on = self.config.rerank.enabled if rerank is None else rerank
         size = max(top_k, self.config.rerank.top_n) if rerank_on else top_k
-        fused = create_fuser(self.config.fusion).fuse(folded, size)
+        fused = self._native_fusion(query, parsed, size)
+        if fused is None:
+            recalled = self._recall(query, parsed)
+            folded = {name: self._fold(hits) for name, hits in recalled.items()}
+            fused = create_fuser(self.config.fusion).fuse(folded, size)
         if not rerank_on:
             return _finish([_result(hit, i) for i, hit in enumerate(fused, 1)], top_k, None)
         candidates = fused[: self.config.rerank.top_n]
@@ -118,6 +148,60 @@ class TwoStageSearch:
                 f"{self.config.recall.channels}); an image or video query needs clip_image"
             )
         return results
+
+    # -- native fusion -------------------------------------------------------------------
+
+    def native_ranker(self, channels: Sequence[str]) -> NativeRanker | None:
+        """The ranker the index fuses ``channels`` with, or None to fuse in Python (the
+        rule is in the module docstring)."""
+        mode = self.config.fusion.native
+        if mode == "off" or len(channels) < 2:
+            return None
+        if native_fusion_problem(self.config, backend="milvus") is not None:
+            return None  # `on` configs were refused at load time
+        index = self.index
+        if not isinstance(index, NativeFusionIndex) or not set(channels) <= index.native_channels:
+            if mode == "on":
+                raise ValueError(
+                    f"fusion.native is 'on' but the index does not hold channels "
+                    f"{sorted(channels)} as vector fields; rebuild it with index.backend: "
+                    "milvus (and the text_dense text channel), or set fusion.native: auto"
+                )
+            return None
+        if "text_dense" in channels and self.text_vector is None:
+            return None
+        fusion = self.config.fusion
+        if fusion.method == "weighted":
+            if mode == "auto":
+                return None  # Milvus's arctan normalisation gives other scores than ours
+            return WeightedRanker(tuple(fusion.weight(name) for name in channels))
+        if mode == "auto" and not index.one_entity_per_asset():
+            return None
+        return RrfRanker(fusion.k)
+
+    def _native_fusion(
+        self, query: Query, parsed: Filter | None, size: int
+    ) -> list[FusedHit] | None:
+        channels = self.channels_for(query)
+        ranker = self.native_ranker(channels)
+        if ranker is None:
+            return None
+        queries = [
+            ChannelQuery(name, self._channel_vector(name, query), self.config.recall.top_k_of(name))
+            for name in channels
+        ]
+        try:
+            hits = self.index.fused_search(queries, size, ranker, filter=parsed)
+        except NativeFusionUnavailable as exc:
+            logger.info("fusing in Python instead of in the index: %s", exc)
+            return None
+        return [_native_hit(hit) for hit in hits]
+
+    def _channel_vector(self, name: str, query: Query) -> np.ndarray:
+        if name in CLIP_CHANNELS:
+            return self.query_vector(query)
+        assert self.text_vector is not None  # native_ranker checked
+        return self.text_vector(name, query.text or "")
 
     def _text_recall(self, name: str, text: str, k: int, parsed: Filter | None) -> list[ChannelHit]:
         if self.text_search is None:
@@ -184,6 +268,19 @@ def _channel_hit(hit: SearchHit) -> ChannelHit:
         modality=hit.modality,
         best_timestamp=hit.best_timestamp,
         page=hit.metadata.get("page"),
+        metadata=hit.metadata,
+    )
+
+
+def _native_hit(hit: SearchHit) -> FusedHit:
+    return FusedHit(
+        id=hit.id,
+        score=hit.score,
+        channel_scores={},
+        channel_ranks={},
+        best_timestamp=hit.best_timestamp,
+        page=hit.metadata.get("page"),
+        modality=hit.modality,
         metadata=hit.metadata,
     )
 

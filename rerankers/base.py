@@ -25,6 +25,19 @@ class ScoreReport(BaseModel):
     failures: list[DocumentFailure] = []
 
 
+class ScoreOptions(BaseModel):
+    """Per-request settings; None means the backend's configured value. ``instruction``
+    states the task (backends that take none ignore it); ``fps`` is the video sampling
+    rate for documents that set none of their own; ``max_frames`` caps the frames
+    sampled per video."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instruction: str | None = None
+    fps: float | None = None
+    max_frames: int | None = None
+
+
 class RankedDocument(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -83,7 +96,13 @@ def rank_report(
 
 
 class RerankerBase:
-    """Backends implement ``score_report``; ``score`` and ``rank`` follow from it."""
+    """Backends implement ``_score`` (called with at least one document); ``score_report``,
+    ``score`` and ``rank`` follow from it."""
+
+    def _score(
+        self, query: Content, documents: Sequence[Content], options: ScoreOptions
+    ) -> ScoreReport:
+        raise NotImplementedError
 
     def score_report(
         self,
@@ -93,7 +112,10 @@ class RerankerBase:
         fps: float | None = None,
         max_frames: int | None = None,
     ) -> ScoreReport:
-        raise NotImplementedError
+        if not documents:
+            return ScoreReport(scores=[])
+        options = ScoreOptions(instruction=instruction, fps=fps, max_frames=max_frames)
+        return self._score(query, documents, options)
 
     def score(
         self,

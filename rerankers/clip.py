@@ -20,7 +20,7 @@ from pipeline.media import MediaError
 from pipeline.media_inputs import content_frames, content_image
 from pipeline.schema import Content
 from pipeline.settings import MediaConfig
-from rerankers.base import DocumentFailure, RerankerBase, ScoreReport
+from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.config import ClipRerankerConfig
 
 logger = logging.getLogger(__name__)
@@ -84,20 +84,13 @@ class ClipReranker(RerankerBase):
         if self._owns_embedder:
             self._embedder = None
 
-    def score_report(
-        self,
-        query: Content,
-        documents: Sequence[Content],
-        instruction: str | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
+    def _score(
+        self, query: Content, documents: Sequence[Content], options: ScoreOptions
     ) -> ScoreReport:
-        if not documents:
-            return ScoreReport(scores=[])
         self.load()
         embedder = self._embedder
         assert embedder is not None
-        media = _with_sampling(self._media, fps, max_frames)
+        media = _with_sampling(self._media, options)
         try:
             query_vector = embed_query(embedder, query, media)
         except (MediaError, OSError) as exc:
@@ -144,12 +137,12 @@ def _pictures(document: Content, media: MediaConfig) -> list[Image.Image]:
     return pictures
 
 
-def _with_sampling(media: MediaConfig, fps: float | None, max_frames: int | None) -> MediaConfig:
+def _with_sampling(media: MediaConfig, options: ScoreOptions) -> MediaConfig:
     updates: dict[str, float | int] = {}
-    if fps is not None:
-        updates["video_fps"] = fps
-    if max_frames is not None:
-        updates["max_frames"] = max_frames
+    if options.fps is not None:
+        updates["video_fps"] = options.fps
+    if options.max_frames is not None:
+        updates["max_frames"] = options.max_frames
     return media.model_copy(update=updates) if updates else media
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.schema import Content
-from rerankers.base import DocumentFailure, RerankerBase, ScoreReport
+from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.config import CrossEncoderRerankerConfig
 
 logger = logging.getLogger(__name__)
@@ -53,16 +53,9 @@ class CrossEncoderReranker(RerankerBase):
     def unload(self) -> None:
         self._model = None
 
-    def score_report(
-        self,
-        query: Content,
-        documents: Sequence[Content],
-        instruction: str | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
+    def _score(
+        self, query: Content, documents: Sequence[Content], options: ScoreOptions
     ) -> ScoreReport:
-        if not documents:
-            return ScoreReport(scores=[])
         if query.text is None:
             raise ValueError("the cross_encoder reranker needs a text query; this query has none")
         failures = [

@@ -55,7 +55,7 @@ from PIL import Image
 
 from pipeline.media import MediaError, load_image
 from pipeline.schema import Content
-from rerankers.base import DocumentFailure, RerankerBase, ScoreReport
+from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.config import VllmRerankerConfig
 
 logger = logging.getLogger(__name__)
@@ -119,16 +119,9 @@ class VllmReranker(RerankerBase):
             self._client.close()
             self._client = None
 
-    def score_report(
-        self,
-        query: Content,
-        documents: Sequence[Content],
-        instruction: str | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
+    def _score(
+        self, query: Content, documents: Sequence[Content], options: ScoreOptions
     ) -> ScoreReport:
-        if not documents:
-            return ScoreReport(scores=[])
         self.load()
         encoder = _PartEncoder()
         try:
@@ -144,13 +137,13 @@ class VllmReranker(RerankerBase):
             except (MediaError, OSError, ValueError) as exc:
                 failures.append(DocumentFailure(index=index, reason=str(exc)))
 
-        default_fps = fps or self.config.fps
+        default_fps = options.fps or self.config.fps
         batches = self._batches(query, documents, encoded, default_fps)
-        frame_cap = max_frames or self.config.max_frames
+        frame_cap = options.max_frames or self.config.max_frames
         payload_base = {
             "model": self.config.model,
             "query": {"content": query_parts},
-            "chat_template_kwargs": {"instruction": instruction or self.config.instruction},
+            "chat_template_kwargs": {"instruction": options.instruction or self.config.instruction},
             "use_activation": True,
         }
         with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:

@@ -28,7 +28,7 @@ from rerankers.qwen3_vl.prompt import DEFAULT_INSTRUCTION, SYSTEM_PROMPT, build_
 from rerankers.qwen3_vl.reranker import Qwen3VLRerankerBackend
 from rerankers.qwen3_vl.seed import Qwen3VLReranker
 from rerankers.qwen3_vl.tiny import build_tiny_qwen3_vl_reranker
-from rerankers.qwen3_vl.visual import VisualCache, VisualInput, smart_resize
+from rerankers.qwen3_vl.visual import BoundedCache, VisualInput, smart_resize
 from tests.rerankers_support import tiny_qwen_path
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -409,7 +409,7 @@ def test_cache_is_bounded_by_bytes() -> None:
     def item(n: int) -> VisualInput:
         return VisualInput("image", torch.zeros(n, dtype=torch.uint8), (1, 2, 2))
 
-    cache = VisualCache(max_bytes=100)
+    cache: BoundedCache[VisualInput] = BoundedCache(max_bytes=100)
     cache.put("a", item(40))
     cache.put("b", item(40))
     assert cache.get("a") is not None  # a is now the most recently used

@@ -340,6 +340,22 @@ def test_dense_matches_numpy_brute_force(
         assert [hit.score for hit in query_hits] == pytest.approx(row[best], rel=1e-4, abs=1e-5)
 
 
+def test_dense_hands_out_the_vectors_it_holds(
+    dense_config: DenseTextChannelConfig, reference_model
+) -> None:
+    channel = filled(dense_config)
+    ids = list(CORPUS)
+    wanted = [ids[2], "not-there", ids[0]]
+    held = channel.vectors_of(wanted)
+    assert list(held) == [ids[2], ids[0]]
+    expected = reference_model.encode([CORPUS[ids[2]]], normalize_embeddings=True)[0]
+    assert held[ids[2]] == pytest.approx(expected, abs=1e-5)
+    assert channel.encode([CORPUS[ids[2]]])[0] == pytest.approx(expected, abs=1e-5)
+    assert channel.dimension() == len(expected) == 384
+    held[ids[2]][:] = 0  # a copy: the channel's own vector is untouched
+    assert channel.search([CORPUS[ids[2]]], 1)[0][0].id == ids[2]
+
+
 def test_dense_refuses_vectors_of_another_model(
     dense_config: DenseTextChannelConfig, tmp_path: Path
 ) -> None:

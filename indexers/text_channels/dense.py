@@ -76,7 +76,7 @@ class DenseTextChannel:
         documents = checked_documents(ids, texts)
         if not documents:
             return
-        vectors = self._encode(list(documents.values()))
+        vectors = self.encode(list(documents.values()))
         with self._lock:
             self._ensure_capacity(len(self._ids) + len(documents), vectors.shape[1])
             for doc_id, vector in zip(documents, vectors, strict=True):
@@ -117,13 +117,26 @@ class DenseTextChannel:
         with self._lock:
             return list(self._ids), self._vectors[: len(self._ids)].copy()
 
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Copies of the vectors of ``ids`` the channel holds (others are left out)."""
+        with self._lock:
+            rows = {doc_id: self._rows[doc_id] for doc_id in ids if doc_id in self._rows}
+            return {doc_id: self._vectors[row].copy() for doc_id, row in rows.items()}
+
+    def dimension(self) -> int:
+        """Length of this channel's vectors (loads the model)."""
+        model = self._model()
+        # Renamed in sentence-transformers 5; the old name warns there.
+        measure = getattr(model, "get_embedding_dimension", None)
+        return int(measure() if measure else model.get_sentence_embedding_dimension())
+
     def search(self, queries: Sequence[str], k: int) -> list[list[ChannelHit]]:
         queries = checked_queries(queries, k)
         if not queries:
             return []
         if not self._ids:  # no model load for an empty channel
             return [[] for _ in queries]
-        query_vectors = self._encode(queries)
+        query_vectors = self.encode(queries)
         return self.search_vectors(query_vectors, k)
 
     def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[ChannelHit]]:
@@ -184,13 +197,9 @@ class DenseTextChannel:
         channel._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         return channel
 
-    # -- internals -----------------------------------------------------------------------
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        if self._model_source is None:
-            self._model_source = resolve_model_source(self.config.model)
-        model = _load_model(self._model_source, self.config.device)
-        vectors = model.encode(
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts as this channel's vectors (documents and queries alike)."""
+        vectors = self._model().encode(
             texts,
             batch_size=self.config.batch_size,
             normalize_embeddings=self.config.normalize,
@@ -198,6 +207,13 @@ class DenseTextChannel:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _model(self) -> Any:
+        if self._model_source is None:
+            self._model_source = resolve_model_source(self.config.model)
+        return _load_model(self._model_source, self.config.device)
 
     def _ensure_capacity(self, rows: int, dim: int) -> None:
         """Grow the matrix geometrically, so adding n documents in batches copies O(n)."""

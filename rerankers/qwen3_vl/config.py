@@ -100,6 +100,18 @@ class Qwen3VLRerankerConfig(BaseModel):
         ge=0,
         description="Bound of the decoded/preprocessed image and video cache; 0 disables it.",
     )
+    vision_cache_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="Bound of the vision tower outputs kept for reuse across requests, on the "
+        "model's device; 0 keeps none (within one request each visual is still encoded once).",
+    )
+    share_prefix: bool = Field(
+        default=True,
+        description="Run the start all pairs share (system prompt, instruction, query and its "
+        "images) once per request and reuse its keys and values; off runs every pair's full "
+        "prompt, as the reference does. Scores agree either way up to float rounding.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Qwen3VLRerankerConfig:

@@ -7,6 +7,7 @@ only that one projection is computed, never full-vocabulary logits.
 
 from __future__ import annotations
 
+import copy
 import gc
 import importlib.util
 import inspect
@@ -21,15 +22,17 @@ import torch
 
 from pipeline import media
 from pipeline.schema import Content
-from rerankers.base import DocumentFailure, RerankerBase, ScoreReport
-from rerankers.qwen3_vl.batching import score_in_batches
+from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
+from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, score_in_batches
 from rerankers.qwen3_vl.config import (
     CPU_BATCH_TOKENS,
     GPU_BATCH_TOKENS,
     Qwen3VLRerankerConfig,
 )
 from rerankers.qwen3_vl.encoding import EncodedPair, PairEncoder
+from rerankers.qwen3_vl.prefix import SharedPrefix, find_shared_prefix
 from rerankers.qwen3_vl.prompt import build_messages
+from rerankers.qwen3_vl.vision import VisionEncoder
 from rerankers.qwen3_vl.visual import VisualInput, VisualPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class _Runtime:
     device: torch.device
     rope_takes_token_types: bool
     batch_tokens: int
+    vision: VisionEncoder | None  # None: this transformers runs the vision tower itself
 
 
 class Qwen3VLRerankerBackend(RerankerBase):
@@ -113,21 +117,16 @@ class Qwen3VLRerankerBackend(RerankerBase):
         if was_cuda:
             torch.cuda.empty_cache()
 
-    def score_report(
-        self,
-        query: Content,
-        documents: Sequence[Content],
-        instruction: str | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
+    def _score(
+        self, query: Content, documents: Sequence[Content], options: ScoreOptions
     ) -> ScoreReport:
-        if not documents:
-            return ScoreReport(scores=[])
-        encoded, failures = self._encode(query, documents, instruction, fps, max_frames)
+        encoded, failures = self._encode(query, documents, options)
         order = sorted(encoded)
+        pairs = [encoded[i] for i in order]
+        prefix = self._shared_prefix(pairs)
         outcome = score_in_batches(
-            [len(encoded[i]) for i in order],
-            lambda batch: self._forward([encoded[order[j]] for j in batch]),
+            [len(pair) for pair in pairs],
+            lambda batch: self._forward([pairs[j] for j in batch], prefix),
             self._load().batch_tokens,
             self.config.max_batch_size,
             release_memory=self._release_memory,
@@ -151,21 +150,17 @@ class Qwen3VLRerankerBackend(RerankerBase):
         max_frames: int | None = None,
     ) -> list[int | None]:
         """Tokens each pair feeds the model after truncation (None: unreadable document)."""
-        encoded, _ = self._encode(query, documents, instruction, fps, max_frames)
+        options = ScoreOptions(instruction=instruction, fps=fps, max_frames=max_frames)
+        encoded, _ = self._encode(query, documents, options)
         return [len(encoded[i]) if i in encoded else None for i in range(len(documents))]
 
     def _encode(
-        self,
-        query: Content,
-        documents: Sequence[Content],
-        instruction: str | None,
-        fps: float | None,
-        max_frames: int | None,
+        self, query: Content, documents: Sequence[Content], options: ScoreOptions
     ) -> tuple[dict[int, EncodedPair], dict[int, str]]:
         runtime = self._load()
-        fps = fps or self.config.fps
-        max_frames = max_frames or self.config.max_frames
-        instruction = instruction or self.config.instruction
+        fps = options.fps or self.config.fps
+        max_frames = options.max_frames or self.config.max_frames
+        instruction = options.instruction or self.config.instruction
         try:
             query_visuals = self._side_visuals(query, fps, max_frames)
         except _UNREADABLE as exc:
@@ -192,7 +187,54 @@ class Qwen3VLRerankerBackend(RerankerBase):
         return visuals
 
     @torch.inference_mode()
-    def _forward(self, pairs: list[EncodedPair]) -> list[float]:
+    def _shared_prefix(self, pairs: list[EncodedPair]) -> _PrefixState | None:
+        """Run the start all pairs share once; None when off, absent or out of memory."""
+        runtime = self._load()
+        if not self.config.share_prefix:
+            return None
+        config = runtime.model.config
+        shared = find_shared_prefix(
+            pairs, config.image_token_id, config.video_token_id, runtime.encoder.merge_length
+        )
+        if shared is None:
+            return None
+        first = pairs[0]
+        positions = self._positions(self._collate([first]))[..., : shared.length]
+        ids = torch.tensor([first.input_ids[: shared.length]], device=runtime.device)
+        try:
+            output = runtime.model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                position_ids=positions,
+                use_cache=True,
+                **self._visual_inputs(first.visuals[: shared.visual_count]),
+            )
+        except OUT_OF_MEMORY:
+            self._release_memory()
+            logger.warning("out of memory on the shared prompt start; scoring full prompts")
+            return None
+        return _PrefixState(shared, output.past_key_values)
+
+    @torch.inference_mode()
+    def _forward(self, pairs: list[EncodedPair], prefix: _PrefixState | None) -> list[float]:
+        runtime = self._load()
+        inputs = self._collate(pairs)
+        positions = self._positions(inputs)
+        if prefix is None:
+            own = {
+                "input_ids": inputs["input_ids"],
+                "attention_mask": inputs["attention_mask"],
+                "position_ids": positions,
+            }
+            visuals = [visual for pair in pairs for visual in pair.visuals]
+        else:
+            own = _after_prefix(inputs, positions, prefix, runtime.processor.tokenizer.pad_token_id)
+            visuals = [v for pair in pairs for v in pair.visuals[prefix.shared.visual_count :]]
+        output = runtime.model(**own, **self._visual_inputs(visuals), use_cache=prefix is not None)
+        last = output.last_hidden_state[:, -1, :].float()
+        return torch.sigmoid(last @ runtime.score_vector).tolist()
+
+    def _collate(self, pairs: list[EncodedPair]) -> dict[str, torch.Tensor]:
         runtime = self._load()
         inputs = collate(
             pairs,
@@ -200,22 +242,34 @@ class Qwen3VLRerankerBackend(RerankerBase):
             image_token_id=runtime.model.config.image_token_id,
             video_token_id=runtime.model.config.video_token_id,
         )
-        inputs = {name: tensor.to(runtime.device) for name, tensor in inputs.items()}
+        return {name: tensor.to(runtime.device) for name, tensor in inputs.items()}
+
+    def _positions(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Multimodal rope positions, explicit: with left padding (and after a shared
+        prefix) every row then gets exactly the positions it would get alone."""
+        runtime = self._load()
         rope_inputs = {
             key: inputs.get(key) for key in ("image_grid_thw", "video_grid_thw", "attention_mask")
         }
         if runtime.rope_takes_token_types:
             rope_inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"]
-        else:
-            inputs.pop("mm_token_type_ids")
-        # Explicit positions: with left padding every row then gets exactly the
-        # positions it would get alone.
-        position_ids, _ = runtime.model.get_rope_index(inputs["input_ids"], **rope_inputs)
-        output = runtime.model(**inputs, position_ids=position_ids, use_cache=False)
-        last = output.last_hidden_state[:, -1, :].float()
-        return torch.sigmoid(last @ runtime.score_vector).tolist()
+        positions, _ = runtime.model.get_rope_index(inputs["input_ids"], **rope_inputs)
+        return positions
+
+    def _visual_inputs(self, visuals: list[VisualInput]) -> dict[str, Any]:
+        """The vision tower's outputs for ``visuals`` (reused where already computed), or
+        their pixels where this transformers cannot take outputs."""
+        runtime = self._load()
+        if not visuals:
+            return {}
+        if runtime.vision is not None:
+            return {"mm_encoder_outputs": runtime.vision.encoder_outputs(visuals)}
+        pixels = pixel_inputs(visuals)
+        return {name: tensor.to(runtime.device) for name, tensor in pixels.items()}
 
     def _release_memory(self) -> None:
+        if self._runtime is not None and self._runtime.vision is not None:
+            self._runtime.vision.clear()
         gc.collect()
         if self._runtime is not None and self._runtime.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -244,15 +298,54 @@ def collate(
         "attention_mask": attention_mask,
         "mm_token_type_ids": token_types,
     }
+    return batch | pixel_inputs([visual for pair in pairs for visual in pair.visuals])
+
+
+def pixel_inputs(visuals: Sequence[VisualInput]) -> dict[str, torch.Tensor]:
+    """Patches and grids of ``visuals``, per kind, in order."""
+    batch = {}
     for kind, values_key, grid_key in (
         ("image", "pixel_values", "image_grid_thw"),
         ("video", "pixel_values_videos", "video_grid_thw"),
     ):
-        visuals = [visual for pair in pairs for visual in pair.visuals if visual.kind == kind]
-        if visuals:
-            batch[values_key] = torch.cat([visual.pixel_values for visual in visuals])
-            batch[grid_key] = torch.tensor([visual.grid_thw for visual in visuals])
+        chosen = [visual for visual in visuals if visual.kind == kind]
+        if chosen:
+            batch[values_key] = torch.cat([visual.pixel_values for visual in chosen])
+            batch[grid_key] = torch.tensor([visual.grid_thw for visual in chosen])
     return batch
+
+
+@dataclass(frozen=True)
+class _PrefixState:
+    shared: SharedPrefix
+    past: Any  # the shared start's key/value cache, one row
+
+
+def _after_prefix(
+    inputs: dict[str, torch.Tensor], positions: torch.Tensor, prefix: _PrefixState, pad_id: int
+) -> dict[str, Any]:
+    """A left-padded batch cut to each row's own tokens, attending to the shared start.
+
+    Rows are right-aligned, so the last ``width - length`` columns hold every row's own
+    tokens (shorter rows also show some shared or padding columns there, which are masked
+    and blanked). Their positions are those the full prompts get.
+    """
+    length = prefix.shared.length
+    own_lengths = inputs["attention_mask"].sum(dim=1) - length
+    ids = inputs["input_ids"][:, length:].clone()
+    width = ids.shape[1]
+    columns = torch.arange(width, device=ids.device)
+    own = columns[None, :] >= (width - own_lengths)[:, None]
+    ids[~own] = pad_id
+    past = copy.deepcopy(prefix.past)
+    past.batch_repeat_interleave(len(ids))
+    shared_mask = torch.ones((len(ids), length), dtype=torch.long, device=ids.device)
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.cat([shared_mask, own.long()], dim=1),
+        "position_ids": positions[..., length:],
+        "past_key_values": past,
+    }
 
 
 def _reason(exc: BaseException) -> str:
@@ -284,6 +377,7 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
     model = full_model.model
     del full_model
     parameters = inspect.signature(model.get_rope_index).parameters
+    takes_encoder_outputs = "mm_encoder_outputs" in inspect.signature(model.forward).parameters
     return _Runtime(
         model=model,
         processor=processor,
@@ -293,6 +387,7 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
         device=device,
         rope_takes_token_types="mm_token_type_ids" in parameters,
         batch_tokens=resolve_batch_tokens(config.max_batch_tokens, device),
+        vision=VisionEncoder(model, config.vision_cache_bytes) if takes_encoder_outputs else None,
     )
 
 

@@ -8,13 +8,14 @@ the processor then only rescales, normalises and patchifies (``do_resize=False``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ class VisualInput:
     grid_thw: tuple[int, int, int]
     timestamps: tuple[float, ...] = ()
     """Seconds of each sampled frame (videos only)."""
+    key: Hashable = None
+    """What the input was made from (content hash and settings): equal keys, equal inputs."""
 
     @property
     def nbytes(self) -> int:
@@ -99,14 +102,22 @@ def apply_user_preprocessing(image: Image.Image, config: Qwen3VLRerankerConfig) 
     return image
 
 
-class VisualCache:
-    """Least-recently-used store of prepared inputs, bounded by their bytes."""
+class _Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+Item = TypeVar("Item", bound=_Sized)
+
+
+class BoundedCache(Generic[Item]):
+    """Least-recently-used store, bounded by its items' bytes."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[Hashable, VisualInput] = OrderedDict()
+        self._items: OrderedDict[Hashable, Item] = OrderedDict()
         self._bytes = 0
 
     @property
@@ -116,7 +127,7 @@ class VisualCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: Hashable) -> VisualInput | None:
+    def get(self, key: Hashable) -> Item | None:
         item = self._items.get(key)
         if item is None:
             self.misses += 1
@@ -125,7 +136,7 @@ class VisualCache:
         self._items.move_to_end(key)
         return item
 
-    def put(self, key: Hashable, item: VisualInput) -> None:
+    def put(self, key: Hashable, item: Item) -> None:
         if item.nbytes > self.max_bytes or key in self._items:
             return
         self._items[key] = item
@@ -185,7 +196,7 @@ class VisualPreprocessor:
         self.image_processor = processor.image_processor
         self.video_processor = processor.video_processor
         self.config = config
-        self.cache = VisualCache(config.cache_bytes)
+        self.cache: BoundedCache[VisualInput] = BoundedCache(config.cache_bytes)
         self.hasher = ContentHasher()
         # Newer transformers warn unless told whether to cap frame pixels; we resize
         # ourselves, so the cap never applies.
@@ -213,7 +224,7 @@ class VisualPreprocessor:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        item = self._prepare_image(source)
+        item = dataclasses.replace(self._prepare_image(source), key=key)
         self.cache.put(key, item)
         return item
 
@@ -234,7 +245,7 @@ class VisualPreprocessor:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        item = self._prepare_video(source, fps, max_frames)
+        item = dataclasses.replace(self._prepare_video(source, fps, max_frames), key=key)
         self.cache.put(key, item)
         return item
 
