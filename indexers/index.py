@@ -210,6 +210,11 @@ class Index(CommitOnExit):
         with self._lock:
             return self._store.get(asset_id)
 
+    def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
+        """Asset id -> asset, for the ids the index holds."""
+        with self._lock:
+            return self._store.get_many(asset_ids)
+
     def vector_count(self) -> int:
         return self._rows.live_count
 

@@ -328,6 +328,21 @@ class MilvusIndex(CommitOnExit):
             return None
         return Asset(id=asset_id, metadata=rows[0]["metadata"], **rows[0]["record"])
 
+    def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
+        """Asset id -> asset, for the ids the index holds; one query per chunk of ids."""
+        found: dict[str, Asset] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(asset_ids)), _ID_CHUNK):
+                rows = self._client.query(
+                    self._collection,
+                    filter=f"head == true and {_ids_in(chunk)}",
+                    output_fields=["asset_id", "record", "metadata"],
+                )
+                for row in rows:
+                    asset_id = row["asset_id"]
+                    found[asset_id] = Asset(id=asset_id, metadata=row["metadata"], **row["record"])
+        return found
+
     # -- searching -----------------------------------------------------------------------
 
     def search(

@@ -203,20 +203,20 @@ class MetadataStore:
         return found is not None
 
     def get(self, asset_id: str) -> Asset | None:
-        row = self._db.execute(
-            "SELECT id, text, image, video, fps, metadata FROM assets WHERE id = ?", (asset_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        asset_id, text, image, video, fps, metadata = row
-        return Asset(
-            id=asset_id,
-            text=text,
-            image=Path(image) if image is not None else None,
-            video=_video_from_json(video),
-            fps=fps,
-            metadata=json.loads(metadata) if metadata is not None else {},
-        )
+        row = self._db.execute(f"{_ASSET_COLUMNS} WHERE id = ?", (asset_id,)).fetchone()
+        return _asset_of(row) if row is not None else None
+
+    def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
+        """The assets of ``asset_ids`` the store holds (others are left out), in one query
+        per chunk of ids rather than one per id."""
+        found: dict[str, Asset] = {}
+        for chunk in _chunks(list(dict.fromkeys(asset_ids))):
+            rows = self._db.execute(
+                f"{_ASSET_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(chunk),),
+            )
+            found.update((row[0], _asset_of(row)) for row in rows)
+        return found
 
     def hit_fields(
         self, ordinals: np.ndarray | None = None
@@ -429,6 +429,21 @@ def _column_chunks(cursor: sqlite3.Cursor) -> Iterator[tuple[np.ndarray, list[st
     while rows := cursor.fetchmany(_ID_CHUNK):
         ordinals, ids, texts = zip(*rows, strict=True)
         yield np.asarray(ordinals, dtype=np.int64), list(ids), list(texts)
+
+
+_ASSET_COLUMNS = "SELECT id, text, image, video, fps, metadata FROM assets"
+
+
+def _asset_of(row: tuple[Any, ...]) -> Asset:
+    asset_id, text, image, video, fps, metadata = row
+    return Asset(
+        id=asset_id,
+        text=text,
+        image=Path(image) if image is not None else None,
+        video=_video_from_json(video),
+        fps=fps,
+        metadata=json.loads(metadata) if metadata is not None else {},
+    )
 
 
 def _chunks(values: list[Any]) -> Iterator[list[Any]]:

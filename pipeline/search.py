@@ -210,9 +210,11 @@ class TwoStageSearch:
                 f"add it to text_channels and rebuild"
             )
         fetch = k * _TEXT_FILTER_OVERFETCH if parsed is not None else k
+        found = self.text_search(name, text, fetch)
+        assets = self.index.get_many([asset_id for asset_id, _ in found])
         hits = []
-        for asset_id, score in self.text_search(name, text, fetch):
-            asset = self.index.get(asset_id)
+        for asset_id, score in found:
+            asset = assets.get(asset_id)
             if asset is None or (parsed is not None and not parsed.matches(asset.metadata)):
                 continue
             hits.append(_text_hit(asset, score))

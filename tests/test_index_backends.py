@@ -70,6 +70,9 @@ def test_lifecycle_battery(tmp_path, backend):
     assert index.get("a7") == Asset(id="a7", text="text of a7", metadata={"n": 7})
     assert index.get("clip") == Asset(id="clip", video=Path("/videos/clip.mp4"))
     assert index.get("nope") is None
+    many = index.get_many(["clip", "nope", "a7", "a3", "a7"])
+    assert many == {name: index.get(name) for name in ("clip", "a7", "a3")}
+    assert index.get_many([]) == {}
     top = index.search_vectors(first[7], k=1)[0][0]
     assert (top.id, top.metadata, top.modality) == ("a7", {"n": 7}, "text")
     assert top.score == pytest.approx(1.0, abs=0.05)

@@ -221,16 +221,20 @@ class Qwen3VLRerankerBackend(RerankerBase):
         inputs = self._collate(pairs)
         positions = self._positions(inputs)
         if prefix is None:
-            own = {
+            tokens = {
                 "input_ids": inputs["input_ids"],
                 "attention_mask": inputs["attention_mask"],
                 "position_ids": positions,
             }
             visuals = [visual for pair in pairs for visual in pair.visuals]
         else:
-            own = _after_prefix(inputs, positions, prefix, runtime.processor.tokenizer.pad_token_id)
+            pad_id = runtime.processor.tokenizer.pad_token_id
+            tokens = _after_prefix(inputs, positions, prefix, pad_id)
             visuals = [v for pair in pairs for v in pair.visuals[prefix.shared.visual_count :]]
-        output = runtime.model(**own, **self._visual_inputs(visuals), use_cache=prefix is not None)
+        # With a shared start the cache must be on: the layers read the start's keys and
+        # values from it.
+        use_cache = prefix is not None
+        output = runtime.model(**tokens, **self._visual_inputs(visuals), use_cache=use_cache)
         last = output.last_hidden_state[:, -1, :].float()
         return torch.sigmoid(last @ runtime.score_vector).tolist()
 
