@@ -26,7 +26,7 @@ from indexers.embedders.base import Embedder
 from indexers.faiss_index import INDEX_FILE, FaissFileError, FaissIndex, min_training_vectors
 from indexers.hits import HitFields, gather_batch
 from indexers.index_inputs import as_filter, as_query, check_item, check_queries
-from indexers.lifecycle import CommitOnExit, warn_if_settings_differ
+from indexers.lifecycle import CommitOnExit, FailureLog, warn_if_settings_differ
 from indexers.manifest import (
     MANIFEST_FILE,
     IncompatibleIndexError,
@@ -73,7 +73,7 @@ class _Subset:
     assets: int
 
 
-class Index(CommitOnExit):
+class Index(FailureLog, CommitOnExit):
     """Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. Thread-safe; one
     writing process per directory. As a context manager it commits on a clean exit."""
 
@@ -87,6 +87,7 @@ class Index(CommitOnExit):
         self.directory = directory
         self.manifest = manifest
         self._store = store
+        self._failure_store = store
         self._embedder = embedder
         self._lock = threading.RLock()
         self._rows = RowMap()
@@ -164,20 +165,6 @@ class Index(CommitOnExit):
             deleted, removed_rows = self._store.delete(list(ids))
             self._after_write(-deleted, removed_rows)
             return deleted
-
-    def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
-        """Record (item, stage, reason) triples; recording one again replaces it."""
-        if failures:
-            with self._lock:
-                self._store.record_failures(failures)
-
-    def failures(self) -> list[dict[str, str]]:
-        with self._lock:
-            return self._store.failures()
-
-    def clear_failure(self, item: str) -> None:
-        with self._lock:
-            self._store.clear_failure(item)
 
     def commit(self) -> None:
         """Bring FAISS up to date with the store (training or compacting if due), save it

@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.settings import IndexConfig
+
+if TYPE_CHECKING:
+    from indexers.store import MetadataStore
 
 logger = logging.getLogger(__name__)
 
 _Index = TypeVar("_Index", bound="CommitOnExit")
+
+
+class FailureLog:
+    """Build failures, kept in a SQLite store: the FAISS index's own store, or a small
+    one beside a Milvus collection. Subclasses set ``_lock`` and ``_failure_store``."""
+
+    _lock: threading.RLock
+    _failure_store: MetadataStore
+
+    def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
+        """Record (item, stage, reason) triples; recording one again replaces it."""
+        if failures:
+            with self._lock:
+                self._failure_store.record_failures(failures)
+
+    def failures(self) -> list[dict[str, str]]:
+        with self._lock:
+            return self._failure_store.failures()
+
+    def clear_failure(self, item: str) -> None:
+        with self._lock:
+            self._failure_store.clear_failure(item)
 
 
 class CommitOnExit:

@@ -44,7 +44,7 @@ import numpy as np
 from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.index_inputs import as_filter, as_query, check_item, check_queries
-from indexers.lifecycle import CommitOnExit, warn_if_settings_differ
+from indexers.lifecycle import CommitOnExit, FailureLog, warn_if_settings_differ
 from indexers.manifest import (
     MANIFEST_FILE,
     IncompatibleIndexError,
@@ -100,7 +100,7 @@ def _pymilvus() -> Any:
     return pymilvus
 
 
-class MilvusIndex(CommitOnExit):
+class MilvusIndex(FailureLog, CommitOnExit):
     """Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. Thread-safe in
     one process; one writing process per collection. As a context manager it commits on a
     clean exit."""
@@ -121,7 +121,7 @@ class MilvusIndex(CommitOnExit):
             self._fields = vector_fields(client, self._collection)
         except ValueError as exc:
             raise IncompatibleIndexError(f"{directory}: {exc}") from None
-        self._failures = failures
+        self._failure_store = failures
         self._embedder = embedder
         self._lock = threading.RLock()
         # Rows per asset, to size the first over-fetch. Counting assets scans the collection
@@ -216,7 +216,7 @@ class MilvusIndex(CommitOnExit):
     def close(self) -> None:
         with self._lock:
             self._client.close()
-            self._failures.close()
+            self._failure_store.close()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -260,20 +260,6 @@ class MilvusIndex(CommitOnExit):
             self._rows_per_asset = None
             self._single_entities = None
         return deleted
-
-    def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
-        """Record (item, stage, reason) triples; recording one again replaces it."""
-        if failures:
-            with self._lock:
-                self._failures.record_failures(failures)
-
-    def failures(self) -> list[dict[str, str]]:
-        with self._lock:
-            return self._failures.failures()
-
-    def clear_failure(self, item: str) -> None:
-        with self._lock:
-            self._failures.clear_failure(item)
 
     def commit(self) -> None:
         """Flush Milvus's write buffers to storage and stamp the manifest."""

@@ -287,7 +287,9 @@ class Qwen3VLRerankerBackend(RerankerBase):
 def collate(
     pairs: Sequence[EncodedPair], pad_id: int, image_token_id: int, video_token_id: int
 ) -> dict[str, torch.Tensor]:
-    """Left-padded ids and mask, modality types, and the pairs' patches in prompt order."""
+    """Left-padded ids and mask, modality types, and the pairs' visual grids in prompt
+    order: what the rope positions need. Patches go separately (:func:`pixel_inputs`),
+    only where the model runs the vision tower itself."""
     width = max(len(pair) for pair in pairs)
     input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(pairs), width), dtype=torch.long)
@@ -302,20 +304,26 @@ def collate(
         "attention_mask": attention_mask,
         "mm_token_type_ids": token_types,
     }
-    return batch | pixel_inputs([visual for pair in pairs for visual in pair.visuals])
+    return batch | grid_inputs([visual for pair in pairs for visual in pair.visuals])
+
+
+def grid_inputs(visuals: Sequence[VisualInput]) -> dict[str, torch.Tensor]:
+    """Grids of ``visuals``, per kind, in order."""
+    grids = {}
+    for kind, grid_key in (("image", "image_grid_thw"), ("video", "video_grid_thw")):
+        chosen = [visual.grid_thw for visual in visuals if visual.kind == kind]
+        if chosen:
+            grids[grid_key] = torch.tensor(chosen)
+    return grids
 
 
 def pixel_inputs(visuals: Sequence[VisualInput]) -> dict[str, torch.Tensor]:
     """Patches and grids of ``visuals``, per kind, in order."""
-    batch = {}
-    for kind, values_key, grid_key in (
-        ("image", "pixel_values", "image_grid_thw"),
-        ("video", "pixel_values_videos", "video_grid_thw"),
-    ):
-        chosen = [visual for visual in visuals if visual.kind == kind]
+    batch = grid_inputs(visuals)
+    for kind, values_key in (("image", "pixel_values"), ("video", "pixel_values_videos")):
+        chosen = [visual.pixel_values for visual in visuals if visual.kind == kind]
         if chosen:
-            batch[values_key] = torch.cat([visual.pixel_values for visual in chosen])
-            batch[grid_key] = torch.tensor([visual.grid_thw for visual in chosen])
+            batch[values_key] = torch.cat(chosen)
     return batch
 
 
