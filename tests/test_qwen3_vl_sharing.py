@@ -8,10 +8,12 @@ shared work really runs once.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.schema import Content
 from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
@@ -32,7 +34,12 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Qwen3VLRerankerConfig:
 @pytest.fixture(scope="module")
 def reference(config: Qwen3VLRerankerConfig) -> Qwen3VLRerankerBackend:
     """The reference's way: every pair's whole prompt in its own forward pass."""
-    update = {"max_batch_size": 1, "share_prefix": False, "vision_cache_bytes": 0}
+    update = {
+        "max_batch_size": 1,
+        "share_prefix": False,
+        "vision_cache_bytes": 0,
+        "dedupe": False,
+    }
     return Qwen3VLRerankerBackend(config.model_copy(update=update))
 
 
@@ -183,3 +190,91 @@ def test_identical_pairs_keep_a_token_of_their_own(reference, media_dir: Path) -
     shared = shared_prefix_of(reference, pairs, encoder)
     assert shared is not None and shared.length == len(pairs[0]) - 1
     assert shared_prefix_of(reference, pairs[:1], encoder) is None
+
+
+def count_model_rows(backend: Qwen3VLRerankerBackend, monkeypatch) -> list[int]:
+    """Prompts per forward pass of the decoder."""
+    model = backend.model
+    real = model.forward
+    rows: list[int] = []
+
+    def counting(*args, **kwargs):
+        rows.append(len(kwargs["input_ids"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting)
+    return rows
+
+
+def test_identical_pairs_are_scored_once(
+    config, reference, media_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    copy = tmp_path / "same-shirt-other-name.png"
+    shutil.copy(media_dir / "shirt.png", copy)
+    documents = [
+        Content(image=media_dir / "shirt.png"),
+        Content(text="red"),
+        Content(image=copy),  # same content: the same input
+        Content(text="red"),
+        Content(image=media_dir / "dress.png"),  # same size as the shirt, other pixels
+        Content(text="red", image=media_dir / "shirt.png"),
+    ]
+    query = QUERIES["image"](media_dir)
+    update = {"share_prefix": False}
+    deduped = Qwen3VLRerankerBackend(config.model_copy(update=update))
+    rows = count_model_rows(deduped, monkeypatch)
+    scores = deduped.score(query, documents)
+    assert sum(rows) == 4
+    assert scores[2] == scores[0] and scores[3] == scores[1]
+    assert scores == pytest.approx(reference.score(query, documents), abs=1e-4)
+
+    every = Qwen3VLRerankerBackend(config.model_copy(update=update | {"dedupe": False}))
+    rows = count_model_rows(every, monkeypatch)
+    every.score(query, documents)
+    assert sum(rows) == len(documents)
+
+
+def test_a_repeat_of_a_pair_that_cannot_fit_fails_alike(
+    config, media_dir: Path, monkeypatch
+) -> None:
+    long_text = "a long description of a summer dress " * 30
+    documents = [Content(text=long_text), Content(text="red"), Content(text=long_text)]
+    backend = Qwen3VLRerankerBackend(config.model_copy(update={"share_prefix": False}))
+    model_class = type(backend.model)
+    real_forward = model_class.forward
+
+    def forward_that_fits_short_prompts(self, *args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 100:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "forward", forward_that_fits_short_prompts)
+    report = backend.score_report(QUERIES["text"](media_dir), documents)
+    assert [failure.index for failure in report.failures] == [0, 2]
+    assert all("out of memory" in failure.reason for failure in report.failures)
+    assert np.isnan(report.scores[0]) and np.isnan(report.scores[2])
+    assert not np.isnan(report.scores[1])
+
+
+def test_bfloat16_sharing_agrees_with_full_prompts(config, reference, media_dir: Path) -> None:
+    """bf16 is the GPU default; CPU runs it too, so the dtype plumbing of the shared start
+    (cached keys and values, vision outputs, masks) is checked here. Tolerances are
+    bf16's: about three significant digits."""
+    query = QUERIES["image"](media_dir)
+    documents = documents_of(media_dir)
+    bf16 = config.model_copy(update={"dtype": "bfloat16"})
+    shared = Qwen3VLRerankerBackend(bf16)
+    full = Qwen3VLRerankerBackend(
+        bf16.model_copy(
+            update=reference.config.model_dump(
+                include={"max_batch_size", "share_prefix", "vision_cache_bytes", "dedupe"}
+            )
+        )
+    )
+    assert shared.model.dtype == torch.bfloat16
+    ours = shared.score_report(query, documents)
+    theirs = full.score_report(query, documents)
+    assert ours.failures == [] and theirs.failures == []
+    assert np.max(np.abs(np.array(ours.scores) - np.array(theirs.scores))) <= 1e-3
+    float32 = reference.score(query, documents)
+    assert np.max(np.abs(np.array(ours.scores) - np.array(float32))) <= 5e-3

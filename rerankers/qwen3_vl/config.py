@@ -112,6 +112,12 @@ class Qwen3VLRerankerConfig(BaseModel):
         "images) once per request and reuse its keys and values; off runs every pair's full "
         "prompt, as the reference does. Scores agree either way up to float rounding.",
     )
+    dedupe: bool = Field(
+        default=True,
+        description="Score identical pairs once (same tokens, same image and video content and "
+        "settings; a candidate list often holds one photo under several ids) and copy the "
+        "score; off scores every pair, as the reference does.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Qwen3VLRerankerConfig:

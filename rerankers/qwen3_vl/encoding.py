@@ -12,11 +12,11 @@ cut.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rerankers.qwen3_vl.visual import VisualInput
+from rerankers.qwen3_vl.visual import VisualInput, visual_identity
 
 ASSISTANT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
 
@@ -28,6 +28,11 @@ class EncodedPair:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def identity(self) -> Hashable:
+        """Equal for pairs the model would see as the same input."""
+        return tuple(self.input_ids), tuple(visual_identity(v) for v in self.visuals)
 
 
 class PairEncoder:

@@ -13,7 +13,7 @@ import importlib.util
 import inspect
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from rerankers.qwen3_vl.config import (
     Qwen3VLRerankerConfig,
 )
 from rerankers.qwen3_vl.encoding import EncodedPair, PairEncoder
+from rerankers.qwen3_vl.patch_embed import use_linear_patch_projection
 from rerankers.qwen3_vl.prefix import SharedPrefix, find_shared_prefix
 from rerankers.qwen3_vl.prompt import build_messages
 from rerankers.qwen3_vl.vision import VisionEncoder
@@ -121,7 +122,8 @@ class Qwen3VLRerankerBackend(RerankerBase):
         self, query: Content, documents: Sequence[Content], options: ScoreOptions
     ) -> ScoreReport:
         encoded, failures = self._encode(query, documents, options)
-        order = sorted(encoded)
+        repeats = _repeated_pairs(encoded) if self.config.dedupe else {}
+        order = sorted(set(encoded) - set(repeats))
         pairs = [encoded[i] for i in order]
         prefix = self._shared_prefix(pairs)
         outcome = score_in_batches(
@@ -136,6 +138,10 @@ class Qwen3VLRerankerBackend(RerankerBase):
             scores[order[position]] = score
         for position, reason in outcome.failures.items():
             failures[order[position]] = reason
+        for index, first in repeats.items():
+            scores[index] = scores[first]
+            if first in failures:
+                failures[index] = failures[first]
         return ScoreReport(
             scores=scores,
             failures=[DocumentFailure(index=i, reason=failures[i]) for i in sorted(failures)],
@@ -284,6 +290,17 @@ class Qwen3VLRerankerBackend(RerankerBase):
         return self._runtime
 
 
+def _repeated_pairs(encoded: dict[int, EncodedPair]) -> dict[int, int]:
+    """Index of each pair that repeats an earlier one -> that earlier pair's index."""
+    first_of: dict[Hashable, int] = {}
+    repeats = {}
+    for index, pair in sorted(encoded.items()):
+        first = first_of.setdefault(pair.identity, index)
+        if first != index:
+            repeats[index] = first
+    return repeats
+
+
 def collate(
     pairs: Sequence[EncodedPair], pad_id: int, image_token_id: int, video_token_id: int
 ) -> dict[str, torch.Tensor]:
@@ -388,6 +405,7 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
     # Keep only the decoder: an untied LM head (vocabulary x hidden) is freed here.
     model = full_model.model
     del full_model
+    use_linear_patch_projection(model)
     parameters = inspect.signature(model.get_rope_index).parameters
     takes_encoder_outputs = "mm_encoder_outputs" in inspect.signature(model.forward).parameters
     return _Runtime(

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rerankers.qwen3_vl.visual import BoundedCache, VisualInput
+from rerankers.qwen3_vl.visual import BoundedCache, VisualInput, visual_identity
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class VisionEncoder:
         found: dict[Hashable, VisionFeatures] = {}
         missing: dict[Hashable, VisualInput] = {}
         for visual in visuals:
-            key = _key(visual)
+            key = visual_identity(visual)
             if key in found or key in missing:
                 continue
             cached = self.cache.get(key) if visual.key is not None else None
@@ -76,7 +76,7 @@ class VisionEncoder:
         for key, visual in missing.items():
             if visual.key is not None:
                 self.cache.put(key, found[key])
-        return [found[_key(visual)] for visual in visuals]
+        return [found[visual_identity(visual)] for visual in visuals]
 
     def _encode(self, kind: str, visuals: list[VisualInput]) -> list[VisionFeatures]:
         device = self.model.device
@@ -92,9 +92,3 @@ class VisionEncoder:
 
     def clear(self) -> None:
         self.cache.clear()
-
-
-def _key(visual: VisualInput) -> Hashable:
-    # Inputs made outside the preprocessor carry no key: within one call they are told
-    # apart by identity, and they are never cached.
-    return visual.key if visual.key is not None else ("object", id(visual))

@@ -52,6 +52,12 @@ class VisualInput:
         return self.pixel_values.element_size() * self.pixel_values.nelement()
 
 
+def visual_identity(visual: VisualInput) -> Hashable:
+    """Equal for visuals that are the same input. Inputs made outside the preprocessor
+    carry no key: they are told apart by object identity (and never cached)."""
+    return visual.key if visual.key is not None else ("object", id(visual))
+
+
 def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """The reference's rule: snap to the 32-pixel grid, keep the aspect ratio, and keep
     height x width within [min_pixels, max_pixels].
