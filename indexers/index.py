@@ -36,6 +36,7 @@ from indexers.manifest import (
     Manifest,
     validate_index_config,
 )
+from indexers.media_paths import MediaPaths
 from indexers.rows import AssetHits, RowMap, best_row_per_asset
 from indexers.store import (
     MODALITIES,
@@ -86,6 +87,7 @@ class Index(FailureLog, CommitOnExit):
     ) -> None:
         self.directory = directory
         self.manifest = manifest
+        self._media = MediaPaths(directory, manifest.media_paths)
         self._store = store
         self._failure_store = store
         self._embedder = embedder
@@ -155,8 +157,9 @@ class Index(FailureLog, CommitOnExit):
         items = list(items)
         for asset, vectors in items:
             check_item(asset, vectors, self.manifest.dim)
+        stored = [(self._media.for_storage(asset), vectors) for asset, vectors in items]
         with self._lock:
-            added, replaced = self._store.upsert(items)
+            added, replaced = self._store.upsert(stored)
             self._after_write(added, replaced)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -195,12 +198,14 @@ class Index(FailureLog, CommitOnExit):
 
     def get(self, asset_id: str) -> Asset | None:
         with self._lock:
-            return self._store.get(asset_id)
+            asset = self._store.get(asset_id)
+        return self._media.from_storage(asset) if asset is not None else None
 
     def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
         """Asset id -> asset, for the ids the index holds."""
         with self._lock:
-            return self._store.get_many(asset_ids)
+            found = self._store.get_many(asset_ids)
+        return {asset_id: self._media.from_storage(asset) for asset_id, asset in found.items()}
 
     def vector_count(self) -> int:
         return self._rows.live_count

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from indexers.atomic import atomic_write_text
+from indexers.media_paths import MediaPathStyle
 from pipeline.config import Config, ConfigError, IndexConfig
 
 MANIFEST_FILE = "manifest.json"
@@ -58,6 +59,7 @@ class Manifest(BaseModel):
     media: dict[str, Any]
     index: IndexConfig
     config_fingerprint: str
+    media_paths: MediaPathStyle = "as_given"  # manifests written before the field
     versions: dict[str, str]
     created_at: datetime
     updated_at: datetime
@@ -73,6 +75,7 @@ class Manifest(BaseModel):
             media=config.media.model_dump(mode="json"),
             index=config.index,
             config_fingerprint=config.fingerprint(),
+            media_paths="index_relative",
             versions=library_versions(),
             created_at=now,
             updated_at=now,

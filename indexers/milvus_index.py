@@ -53,6 +53,7 @@ from indexers.manifest import (
     Manifest,
     validate_index_config,
 )
+from indexers.media_paths import MediaPaths
 from indexers.milvus_hybrid import ChannelQuery, NativeRanker, fused_search
 from indexers.milvus_schema import (
     CLIP_IMAGE,
@@ -115,6 +116,7 @@ class MilvusIndex(FailureLog, CommitOnExit):
     ) -> None:
         self.directory = directory
         self.manifest = manifest
+        self._media = MediaPaths(directory, manifest.media_paths)
         self._client = client
         self._collection = manifest.index.milvus.collection
         try:
@@ -312,7 +314,7 @@ class MilvusIndex(FailureLog, CommitOnExit):
             )
         if not rows:
             return None
-        return Asset(id=asset_id, metadata=rows[0]["metadata"], **rows[0]["record"])
+        return self._asset_of(asset_id, rows[0])
 
     def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
         """Asset id -> asset, for the ids the index holds; one query per chunk of ids."""
@@ -326,8 +328,12 @@ class MilvusIndex(FailureLog, CommitOnExit):
                 )
                 for row in rows:
                     asset_id = row["asset_id"]
-                    found[asset_id] = Asset(id=asset_id, metadata=row["metadata"], **row["record"])
+                    found[asset_id] = self._asset_of(asset_id, row)
         return found
+
+    def _asset_of(self, asset_id: str, row: Mapping[str, Any]) -> Asset:
+        asset = Asset(id=asset_id, metadata=row["metadata"], **row["record"])
+        return self._media.from_storage(asset)
 
     # -- searching -----------------------------------------------------------------------
 
@@ -454,7 +460,9 @@ class MilvusIndex(FailureLog, CommitOnExit):
         generation: int,
         extra: Mapping[str, Mapping[str, np.ndarray]],
     ) -> Iterator[dict[str, Any]]:
-        record = asset.model_dump(mode="json", include={"text", "image", "video", "fps"})
+        record = self._media.for_storage(asset).model_dump(
+            mode="json", include={"text", "image", "video", "fps"}
+        )
         key = self.manifest.index.milvus.partition_key
         own_extra = {field: by_id[asset.id] for field, by_id in extra.items() if asset.id in by_id}
         for slot in slots_of(asset, vectors, self._fields, own_extra):

@@ -4,6 +4,7 @@ is the reference semantics; tests/test_filters.py holds SQLite to it)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,65 @@ def test_lifecycle_battery(tmp_path, backend):
         assert [f["item"] for f in index.failures()] == ["x.jpg", "y.mp4"]
         index.clear_failure("x.jpg")
         assert [f["item"] for f in index.failures()] == ["y.mp4"]
+
+
+@pytest.mark.parametrize("backend", ["flat", MILVUS])
+def test_media_paths_survive_a_copied_index_and_another_working_directory(
+    tmp_path, backend, monkeypatch
+):
+    """Media outside the index read back absolute; media inside it (rendered PDF pages)
+    travel with the index folder."""
+    rng = np.random.default_rng(11)
+    work = tmp_path / "work"
+    (work / "photos").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    directory = Path("indexes") / "shop"  # relative, as typed on the command line
+    index = new_backend_index(directory, backend)
+    page = directory / "pages" / "key" / "1.png"
+    page.parent.mkdir(parents=True)
+    page.write_bytes(b"page one")
+    frames = [Path("photos/f0.jpg"), directory / "pages" / "key" / "2.png"]
+    vectors = unit_vectors(rng, 4)
+    index.upsert_many(
+        [
+            (Asset(id="cat", image=Path("photos/cat.jpg")), [image_vector(vectors[0])]),
+            (Asset(id="page", image=page, text="p. 1"), [image_vector(vectors[1])]),
+            (Asset(id="clip", video=frames), [image_vector(v, "video") for v in vectors[2:]]),
+        ]
+    )
+    index.commit()
+    index.close()
+
+    # Copied away (Milvus Lite keeps its folder locked until the process ends, so no
+    # move), and the original pages deleted: the copy must not lean on them.
+    moved = tmp_path / "elsewhere" / "shop"
+    shutil.copytree(work / directory, moved)
+    shutil.rmtree(work / directory / "pages")
+    monkeypatch.chdir(tmp_path)
+    with open_index(moved) as reopened:
+        assets = reopened.get_many(["cat", "page", "clip"])
+        assert reopened.get("page") == assets["page"]
+    assert assets["cat"].image == work / "photos" / "cat.jpg"
+    assert assets["page"].image == moved / "pages" / "key" / "1.png"
+    assert assets["page"].image.read_bytes() == b"page one"
+    assert assets["clip"].video == [work / "photos" / "f0.jpg", moved / "pages" / "key" / "2.png"]
+
+
+def test_indexes_from_before_the_rule_keep_their_paths_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    index = new_backend_index(Path("old"), "flat")
+    manifest = Path("old") / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"media_paths": "index_relative",', ""))
+    index.close()
+    with open_index(Path("old")) as old:
+        vector = unit_vectors(np.random.default_rng(0), 1)[0]
+        old.upsert_many([(Asset(id="cat", image=Path("photos/cat.jpg")), [image_vector(vector)])])
+        assert old.get("cat").image == Path("photos/cat.jpg")
+
+
+def image_vector(vector: np.ndarray, modality: str = "image") -> EmbeddedVector:
+    timestamp = 0.0 if modality == "video" else None
+    return EmbeddedVector(modality=modality, vector=vector, timestamp=timestamp)
 
 
 def _assert_never_returned(index: SearchIndex, queries: np.ndarray, deleted: set[str]) -> None:
