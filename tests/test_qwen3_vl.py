@@ -11,6 +11,7 @@ import hashlib
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import av
@@ -403,6 +404,43 @@ def test_a_reused_image_or_video_is_decoded_once(
     backend.score(query, documents[:1])
     assert sorted(decodes) == ["clip.mp4", "photo.png"]
     assert backend.visual_preprocessor.cache.hits >= 4
+
+
+def test_documents_are_prepared_in_parallel_each_content_once(
+    config: Qwen3VLRerankerConfig, tmp_path: Path, monkeypatch
+) -> None:
+    names = []
+    for seed in range(4):
+        noise_image(64 + 32 * seed, 64, seed).save(tmp_path / f"photo{seed}.png")
+        names.append(f"photo{seed}.png")
+    (tmp_path / "copy-of-photo0.png").write_bytes((tmp_path / "photo0.png").read_bytes())
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    # The copy right after its original: both are read at once, and the copy must wait
+    # for the original's decode rather than decode the same content again.
+    order = ["photo0.png", "copy-of-photo0.png", *names[1:], "broken.png"]
+    documents = [Content(image=tmp_path / name) for name in order] + [Content(text="text")]
+    query = Content(text="a photo")
+    sequential = Qwen3VLRerankerBackend(config.model_copy(update={"preprocess_workers": 1}))
+    expected = sequential.score_report(query, documents)
+
+    # The first two decodes wait for each other: they must run at the same time.
+    both_started = threading.Barrier(2, timeout=10)
+    decodes: list[tuple[str, str]] = []
+    real_load = media.load_image
+
+    def load_in_step(path, **kwargs):
+        decodes.append((path.name, threading.current_thread().name))
+        if len(decodes) <= 2:
+            both_started.wait()
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(media, "load_image", load_in_step)
+    parallel = Qwen3VLRerankerBackend(config.model_copy(update={"preprocess_workers": 4}))
+    report = parallel.score_report(query, documents)
+    assert report.failures == expected.failures and [f.index for f in report.failures] == [5]
+    assert report.scores == pytest.approx(expected.scores, abs=1e-6, nan_ok=True)
+    assert sorted(name for name, _ in decodes) == sorted([*names, "broken.png"])
+    assert len({thread for _, thread in decodes}) > 1
 
 
 def test_cache_is_bounded_by_bytes() -> None:

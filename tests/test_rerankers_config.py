@@ -38,6 +38,7 @@ def test_backend_key_picks_the_config(raw, kind):
         ({"backend": "clip", "embeder": {}}, "clip.embeder"),
         ({"backend": "vllm", "timeout_s": 0}, "vllm.timeout_s"),
         ({"backend": "cross_encoder", "batch_size": "many"}, "cross_encoder.batch_size"),
+        ({"backend": "qwen3_vl", "preprocess_workers": 0}, "preprocess_workers"),
         ({"backend": "colbert"}, "colbert"),
         ({}, "backend"),
     ],

@@ -20,6 +20,7 @@ GRID_UNIT = 32
 
 UNIT_PIXELS = GRID_UNIT * GRID_UNIT
 
+AUTO_PREPROCESS_WORKERS = 8
 GPU_BATCH_TOKENS = 16384
 CPU_BATCH_TOKENS = 2048
 
@@ -95,6 +96,12 @@ class Qwen3VLRerankerConfig(BaseModel):
         "lose cache locality and gain nothing (see benchmarks/rerank.py).",
     )
     max_batch_size: int = Field(default=32, ge=1)
+    preprocess_workers: int | Literal["auto"] = Field(
+        default="auto",
+        description="Threads decoding and preprocessing a request's document images and "
+        f"videos; 'auto' is the CPU count, at most {AUTO_PREPROCESS_WORKERS}; 1 works in "
+        "the calling thread.",
+    )
     cache_bytes: int = Field(
         default=512 * 1024 * 1024,
         ge=0,
@@ -127,6 +134,8 @@ class Qwen3VLRerankerConfig(BaseModel):
             raise ValueError("frame_min_pixels must not exceed frame_max_pixels")
         if self.resize_mode != "none" and self.target_size is None:
             raise ValueError(f"resize_mode {self.resize_mode!r} needs target_size [width, height]")
+        if self.preprocess_workers != "auto" and self.preprocess_workers < 1:
+            raise ValueError("preprocess_workers must be 'auto' or a positive integer")
         if self.max_batch_tokens != "auto" and self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be 'auto' or a positive integer")
         if self.target_size is not None and min(self.target_size) < 1:

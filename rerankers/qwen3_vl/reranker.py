@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from pipeline import media
 from pipeline.schema import Content
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, score_in_batches
@@ -32,6 +31,13 @@ from rerankers.qwen3_vl.config import (
 from rerankers.qwen3_vl.encoding import EncodedPair, PairEncoder
 from rerankers.qwen3_vl.patch_embed import use_linear_patch_projection
 from rerankers.qwen3_vl.prefix import SharedPrefix, find_shared_prefix
+from rerankers.qwen3_vl.prepare import (
+    UNREADABLE,
+    documents_visuals,
+    resolve_workers,
+    side_visuals,
+    unreadable_reason,
+)
 from rerankers.qwen3_vl.prompt import build_messages
 from rerankers.qwen3_vl.vision import VisionEncoder
 from rerankers.qwen3_vl.visual import VisualInput, VisualPreprocessor
@@ -40,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _announced: set[str] = set()
-_UNREADABLE = (media.MediaError, OSError, ValueError)
 
 
 def _log_once(message: str) -> None:
@@ -168,29 +173,23 @@ class Qwen3VLRerankerBackend(RerankerBase):
         max_frames = options.max_frames or self.config.max_frames
         instruction = options.instruction or self.config.instruction
         try:
-            query_visuals = self._side_visuals(query, fps, max_frames)
-        except _UNREADABLE as exc:
-            raise ValueError(f"query cannot be used: {_reason(exc)}") from exc
+            query_visuals = side_visuals(runtime.visuals, query, fps, max_frames)
+        except UNREADABLE as exc:
+            raise ValueError(f"query cannot be used: {unreadable_reason(exc)}") from exc
+        workers = resolve_workers(self.config.preprocess_workers)
+        prepared = documents_visuals(runtime.visuals, documents, fps, max_frames, workers)
         encoded: dict[int, EncodedPair] = {}
         failures: dict[int, str] = {}
-        for index, document in enumerate(documents):
+        for index, (document, visuals) in enumerate(zip(documents, prepared, strict=True)):
+            if isinstance(visuals, str):
+                failures[index] = visuals
+                continue
             try:
-                visuals = query_visuals + self._side_visuals(document, fps, max_frames)
                 messages = build_messages(instruction, query, document)
-                encoded[index] = runtime.encoder.encode(messages, visuals)
-            except _UNREADABLE as exc:
-                failures[index] = _reason(exc)
+                encoded[index] = runtime.encoder.encode(messages, query_visuals + visuals)
+            except UNREADABLE as exc:
+                failures[index] = unreadable_reason(exc)
         return encoded, failures
-
-    def _side_visuals(self, side: Content, fps: float, max_frames: int) -> list[VisualInput]:
-        # Same order as the prompt lays a side out: video, then image.
-        preprocessor = self._load().visuals
-        visuals = []
-        if side.video is not None:
-            visuals.append(preprocessor.video(side.video, side.fps or fps, max_frames))
-        if side.image is not None:
-            visuals.append(preprocessor.image(side.image))
-        return visuals
 
     @torch.inference_mode()
     def _shared_prefix(self, pairs: list[EncodedPair]) -> _PrefixState | None:
@@ -375,12 +374,6 @@ def _after_prefix(
         "position_ids": positions[..., length:],
         "past_key_values": past,
     }
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, media.MediaError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:

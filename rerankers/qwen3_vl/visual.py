@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -117,7 +119,8 @@ Item = TypeVar("Item", bound=_Sized)
 
 
 class BoundedCache(Generic[Item]):
-    """Least-recently-used store, bounded by its items' bytes."""
+    """Least-recently-used store, bounded by its items' bytes; safe to share between the
+    threads that prepare a request's visuals."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -125,6 +128,7 @@ class BoundedCache(Generic[Item]):
         self.misses = 0
         self._items: OrderedDict[Hashable, Item] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()
 
     @property
     def nbytes(self) -> int:
@@ -134,26 +138,29 @@ class BoundedCache(Generic[Item]):
         return len(self._items)
 
     def get(self, key: Hashable) -> Item | None:
-        item = self._items.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(key)
-        return item
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._items.move_to_end(key)
+            return item
 
     def put(self, key: Hashable, item: Item) -> None:
-        if item.nbytes > self.max_bytes or key in self._items:
-            return
-        self._items[key] = item
-        self._bytes += item.nbytes
-        while self._bytes > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= evicted.nbytes
+        with self._lock:
+            if item.nbytes > self.max_bytes or key in self._items:
+                return
+            self._items[key] = item
+            self._bytes += item.nbytes
+            while self._bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= evicted.nbytes
 
     def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
 
 class ContentHasher:
@@ -204,6 +211,8 @@ class VisualPreprocessor:
         self.config = config
         self.cache: BoundedCache[VisualInput] = BoundedCache(config.cache_bytes)
         self.hasher = ContentHasher()
+        self._in_flight: dict[Hashable, Future[VisualInput]] = {}
+        self._in_flight_lock = threading.Lock()
         # Newer transformers warn unless told whether to cap frame pixels; we resize
         # ourselves, so the cap never applies.
         self._no_resize_flags = (
@@ -227,12 +236,7 @@ class VisualPreprocessor:
             key = ("image", self.hasher.image(source), settings)
         else:
             key = ("image", self.hasher.file(Path(source)), settings)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        item = dataclasses.replace(self._prepare_image(source), key=key)
-        self.cache.put(key, item)
-        return item
+        return self._once(key, lambda: self._prepare_image(source))
 
     def video(self, source: VideoInput, fps: float, max_frames: int) -> VisualInput:
         cfg = self.config
@@ -248,12 +252,34 @@ class VisualPreprocessor:
             key = ("frames", self.hasher.frames(source), settings)
         else:
             key = ("video", self.hasher.file(Path(source)), settings)
+        return self._once(key, lambda: self._prepare_video(source, fps, max_frames))
+
+    def _once(self, key: Hashable, prepare: Callable[[], VisualInput]) -> VisualInput:
+        """The cached input for ``key``, else ``prepare()``'s, prepared by one thread
+        while any other thread asking for the same content waits for it."""
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        item = dataclasses.replace(self._prepare_video(source, fps, max_frames), key=key)
-        self.cache.put(key, item)
-        return item
+        with self._in_flight_lock:
+            pending = self._in_flight.get(key)
+            if pending is None:
+                pending = self._in_flight[key] = Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            return pending.result()  # raises what the preparing thread raised
+        try:
+            item = dataclasses.replace(prepare(), key=key)
+            self.cache.put(key, item)
+            pending.set_result(item)
+            return item
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        finally:
+            with self._in_flight_lock:
+                del self._in_flight[key]
 
     def _prepare_image(self, source: Path | Image.Image) -> VisualInput:
         cfg = self.config
