@@ -2,10 +2,11 @@
 image); a request's documents on a thread pool.
 
 Decoding, resizing and patchifying are CPU work that releases the GIL (PIL, PyAV, torch).
-On a GPU server this work, not the model, bounds a request whose candidates were not seen
-before: about 10 ms a product photo on one core against a few ms of GPU time a pair. So
-the distinct images and videos of a request's documents (a photo several documents share
-counts once) are prepared in parallel.
+A 900x1200 photo takes 30-50 ms of it on one core (benchmarks/rerank_preprocess.py), so a
+request of 100 candidates not seen before spends seconds here before the model starts; on
+a GPU server that, not the forward passes, bounds it. So the distinct images and videos of
+a request's documents (a photo several documents share counts once) are prepared in
+parallel.
 """
 
 from __future__ import annotations
