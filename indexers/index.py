@@ -198,14 +198,12 @@ class Index(FailureLog, CommitOnExit):
 
     def get(self, asset_id: str) -> Asset | None:
         with self._lock:
-            asset = self._store.get(asset_id)
-        return self._media.from_storage(asset) if asset is not None else None
+            return self._store.get(asset_id, self._media)
 
     def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
         """Asset id -> asset, for the ids the index holds."""
         with self._lock:
-            found = self._store.get_many(asset_ids)
-        return {asset_id: self._media.from_storage(asset) for asset_id, asset in found.items()}
+            return self._store.get_many(asset_ids, self._media)
 
     def vector_count(self) -> int:
         return self._rows.live_count

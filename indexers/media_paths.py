@@ -12,7 +12,6 @@ the build's working directory), so they read as they always did.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -28,27 +27,32 @@ class MediaPaths:
 
     def for_storage(self, asset: Asset) -> Asset:
         """``asset`` with its media paths as the index stores them."""
-        return self._mapped(asset, self._stored)
+        if self.style == "as_given":
+            return asset
+        update: dict[str, object] = {}
+        if isinstance(asset.image, Path):
+            update["image"] = self._stored(asset.image)
+        if isinstance(asset.video, Path):
+            update["video"] = self._stored(asset.video)
+        elif isinstance(asset.video, list) and all(isinstance(f, Path) for f in asset.video):
+            update["video"] = [self._stored(frame) for frame in asset.video]
+        return asset.model_copy(update=update) if update else asset
 
-    def from_storage(self, asset: Asset) -> Asset:
-        """``asset`` as read from the index, with paths a reader can open."""
-        return self._mapped(asset, self._opened)
+    def opened(self, stored: str) -> Path:
+        """A stored path as a reader can open it."""
+        path = Path(stored)
+        if self.style == "as_given" or path.is_absolute():
+            return path
+        return self.root / path
+
+    def opened_video(self, stored: str | list[str] | None) -> Path | list[Path] | None:
+        """A stored video (a file, or a list of frame files) as a reader can open it."""
+        if stored is None:
+            return None
+        if isinstance(stored, list):
+            return [self.opened(frame) for frame in stored]
+        return self.opened(stored)
 
     def _stored(self, path: Path) -> Path:
         absolute = Path(os.path.abspath(path))
         return absolute.relative_to(self.root) if absolute.is_relative_to(self.root) else absolute
-
-    def _opened(self, path: Path) -> Path:
-        return path if path.is_absolute() else self.root / path
-
-    def _mapped(self, asset: Asset, convert: Callable[[Path], Path]) -> Asset:
-        if self.style == "as_given":
-            return asset
-        update = {}
-        if isinstance(asset.image, Path):
-            update["image"] = convert(asset.image)
-        if isinstance(asset.video, Path):
-            update["video"] = convert(asset.video)
-        elif isinstance(asset.video, list) and all(isinstance(f, Path) for f in asset.video):
-            update["video"] = [convert(frame) for frame in asset.video]
-        return asset.model_copy(update=update) if update else asset

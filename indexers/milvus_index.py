@@ -332,8 +332,11 @@ class MilvusIndex(FailureLog, CommitOnExit):
         return found
 
     def _asset_of(self, asset_id: str, row: Mapping[str, Any]) -> Asset:
-        asset = Asset(id=asset_id, metadata=row["metadata"], **row["record"])
-        return self._media.from_storage(asset)
+        record = dict(row["record"])
+        if record.get("image") is not None:
+            record["image"] = self._media.opened(record["image"])
+        record["video"] = self._media.opened_video(record.get("video"))
+        return Asset(id=asset_id, metadata=row["metadata"], **record)
 
     # -- searching -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from indexers.media_paths import MediaPaths
 from pipeline.schema import Asset, Modality
 
 STORE_FILE = "meta.sqlite"
@@ -202,20 +203,20 @@ class MetadataStore:
         found = self._db.execute("SELECT 1 FROM assets WHERE id = ?", (asset_id,)).fetchone()
         return found is not None
 
-    def get(self, asset_id: str) -> Asset | None:
+    def get(self, asset_id: str, paths: MediaPaths) -> Asset | None:
         row = self._db.execute(f"{_ASSET_COLUMNS} WHERE id = ?", (asset_id,)).fetchone()
-        return _asset_of(row) if row is not None else None
+        return _asset_of(row, paths) if row is not None else None
 
-    def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
+    def get_many(self, asset_ids: Sequence[str], paths: MediaPaths) -> dict[str, Asset]:
         """The assets of ``asset_ids`` the store holds (others are left out), in one query
-        per chunk of ids rather than one per id."""
+        per chunk of ids rather than one per id; media paths read through ``paths``."""
         found: dict[str, Asset] = {}
         for chunk in _chunks(list(dict.fromkeys(asset_ids))):
             rows = self._db.execute(
                 f"{_ASSET_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(chunk),),
             )
-            found.update((row[0], _asset_of(row)) for row in rows)
+            found.update((row[0], _asset_of(row, paths)) for row in rows)
         return found
 
     def hit_fields(
@@ -413,13 +414,6 @@ def _video_to_json(video: object) -> str | None:
     return json.dumps(str(video))
 
 
-def _video_from_json(text: str | None) -> Path | list[Path] | None:
-    if text is None:
-        return None
-    value = json.loads(text)
-    return [Path(p) for p in value] if isinstance(value, list) else Path(value)
-
-
 def _blob(vector: np.ndarray) -> bytes:
     return vector.astype(_VECTOR_DTYPE, copy=False).tobytes()
 
@@ -434,13 +428,13 @@ def _column_chunks(cursor: sqlite3.Cursor) -> Iterator[tuple[np.ndarray, list[st
 _ASSET_COLUMNS = "SELECT id, text, image, video, fps, metadata FROM assets"
 
 
-def _asset_of(row: tuple[Any, ...]) -> Asset:
+def _asset_of(row: tuple[Any, ...], paths: MediaPaths) -> Asset:
     asset_id, text, image, video, fps, metadata = row
     return Asset(
         id=asset_id,
         text=text,
-        image=Path(image) if image is not None else None,
-        video=_video_from_json(video),
+        image=paths.opened(image) if image is not None else None,
+        video=paths.opened_video(json.loads(video)) if video is not None else None,
         fps=fps,
         metadata=json.loads(metadata) if metadata is not None else {},
     )
