@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -m "not slow and not gpu"
+# The reference reranker's pinned libraries, beside (not in) the venv: see
+# tests/reference-requirements.txt.
+REFERENCE := $(VENV)/reference-4.57
 
 .PHONY: venv demo test lint
 
@@ -20,7 +23,14 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pip install -q -e ".[cpu,dev,text,vllm,documents,milvus-lite]"
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) $(REFERENCE)/.installed
+	VLSEARCH_REFERENCE_SITE=$(REFERENCE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(REFERENCE)/.installed: tests/reference-requirements.txt
+	rm -rf $(REFERENCE)
+	$(BIN)/python -m pip install -q --no-deps --no-compile --target $(REFERENCE) \
+		-r tests/reference-requirements.txt
+	touch $@
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -22,8 +22,8 @@ def content_image(content: Content, media: MediaConfig) -> Image.Image:
 
 def content_frames(content: Content, media: MediaConfig) -> list[Frame]:
     """Sampled frames of the content's video: decoded from a file, loaded from a
-    list of frame images (taken as sampled at the content's fps), or as given."""
-    from pipeline.media import load_image, sample_video, thin_indices
+    list of frame files or images (taken as sampled at the content's fps), or as given."""
+    from pipeline.media import sample_video, thin_indices
 
     video = content.video
     fps = content.fps or media.video_fps
@@ -36,8 +36,14 @@ def content_frames(content: Content, media: MediaConfig) -> list[Frame]:
     if video and isinstance(video[0], Frame):
         return list(video)  # type: ignore[arg-type]
     return [
-        Frame(
-            timestamp=i / fps, image=load_image(Path(video[i]), max_pixels=media.max_image_pixels)
-        )
+        Frame(timestamp=i / fps, image=_frame_image(video[i], media))  # type: ignore[arg-type]
         for i in thin_indices(len(video), media.max_frames)
     ]
+
+
+def _frame_image(item: Path | Image.Image, media: MediaConfig) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item
+    from pipeline.media import load_image
+
+    return load_image(Path(item), max_pixels=media.max_image_pixels)

@@ -25,6 +25,9 @@ TINY_WARNING = (
     "rankings are meaningless (smoke tests only)"
 )
 _COMPLETE = ".complete"
+# Bumped whenever the tiny set's files change (2: the reranker in the published layout),
+# so a cache built by an older vlsearch is rebuilt rather than half understood.
+TINY_SET = "tiny-models-2"
 _warned = False
 
 
@@ -50,7 +53,7 @@ def build_tiny_models(out: Path) -> Path:
 def ensure_tiny_models(home: Path | None = None) -> Path:
     """The tiny set in the user cache, built on first use. Concurrent callers
     wait on a file lock; a half-built set (killed mid-way) is rebuilt."""
-    target = (home or cache_home()) / "tiny-models"
+    target = (home or cache_home()) / TINY_SET
     if (target / _COMPLETE).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +61,7 @@ def ensure_tiny_models(home: Path | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / _COMPLETE).exists():
             logger.info("building the tiny model set in %s", target)
-            staging = target.with_name("tiny-models.partial")
+            staging = target.with_name(f"{TINY_SET}.partial")
             shutil.rmtree(staging, ignore_errors=True)
             build_tiny_models(staging)
             shutil.rmtree(target, ignore_errors=True)

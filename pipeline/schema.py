@@ -24,8 +24,9 @@ class Frame(BaseModel):
     image: Image.Image
 
 
-VideoInput = Path | list[Path] | list[Frame]
-"""A video file, a list of frame image files, or frames already sampled."""
+VideoInput = Path | list[Path] | list[Frame] | list[Image.Image]
+"""A video file, a list of frame image files, frames already sampled with their times, or
+frame images without times."""
 
 
 class Content(BaseModel):

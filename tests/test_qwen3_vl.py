@@ -34,6 +34,10 @@ from tests.rerankers_support import tiny_qwen_path
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 VIDEO = "<|vision_start|><|video_pad|><|vision_end|>"
+# transformers 4.57, which the reference pins, expands the whole VIDEO placeholder into
+# timestamped <|vision_start|>...<|vision_end|> blocks; transformers 5 keeps the outer
+# start and end around them. Both expand a bare pad the same way, as 4.57 does VIDEO.
+BARE_VIDEO = "<|video_pad|>"
 
 
 def noise_image(width: int, height: int, seed: int) -> Image.Image:
@@ -168,6 +172,35 @@ def test_tiny_builder_is_deterministic(tmp_path: Path, model_dir: Path) -> None:
     assert digests(other)["model.safetensors"] != digests(again)["model.safetensors"]
 
 
+def test_checkpoint_is_written_in_the_published_layout(model_dir: Path) -> None:
+    import json
+
+    from transformers import Qwen3VLForConditionalGeneration
+
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "video_preprocessor_config.json",
+        "chat_template.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+    } <= {p.name for p in model_dir.iterdir()}
+    config = json.loads((model_dir / "config.json").read_text())
+    text = config["text_config"]
+    # transformers 4.57 reads these names and places; 5 reads them too.
+    assert text["rope_scaling"]["mrope_section"] and "rope_parameters" not in text
+    assert text["tie_word_embeddings"] and config["tie_word_embeddings"]
+    tokenizer = json.loads((model_dir / "tokenizer_config.json").read_text())
+    assert "<|im_start|>" in tokenizer["additional_special_tokens"]
+    assert "extra_special_tokens" not in tokenizer
+    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir)
+    assert torch.equal(model.lm_head.weight, model.model.language_model.embed_tokens.weight)
+
+
 # --- scores ------------------------------------------------------------------------------
 
 
@@ -216,7 +249,7 @@ def test_backend_matches_an_independent_reference(
     expected = [
         reference_score(model_dir, system + user + "a parking lot" + end, images=[photo]),
         reference_score(
-            model_dir, system + user + VIDEO + "traffic" + end, images=[photo], videos=[frames]
+            model_dir, system + user + BARE_VIDEO + "traffic" + end, images=[photo], videos=[frames]
         ),
     ]
     scores = backend.score(query, documents)
@@ -335,8 +368,9 @@ def test_encoding_matches_the_processor_token_for_token(backend: Qwen3VLReranker
     ]
     messages = build_messages(None, query, document)
     ours = PairEncoder(processor, max_length=10240).encode(messages, visuals).input_ids
+    rendered = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     theirs = processor(
-        text=[processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)],
+        text=[rendered.replace(VIDEO, BARE_VIDEO)],
         images=[query.image],
         videos=[[f.image for f in frames]],
         video_metadata=[VideoMetadata(total_num_frames=5, fps=2.0, frames_indices=list(range(5)))],
@@ -361,34 +395,37 @@ def test_smart_resize_follows_the_reference_rule() -> None:
 def test_document_fps_wins_over_the_request_fps(
     backend: Qwen3VLRerankerBackend, media_dir: Path, monkeypatch
 ) -> None:
-    calls: list[tuple[float, int]] = []
-    real_sample = media.sample_video
+    calls: list[int] = []
+    real_frames_at = media.frames_at
 
-    def counting_sample(path, fps=1.0, max_frames=64, **kwargs):
-        frames = real_sample(path, fps=fps, max_frames=max_frames, **kwargs)
-        calls.append((fps, len(frames)))
-        return frames
+    def counting_frames_at(path, times_of, **kwargs):
+        info, frames = real_frames_at(path, times_of, **kwargs)
+        calls.append(len(frames))
+        return info, frames
 
-    monkeypatch.setattr(media, "sample_video", counting_sample)
+    monkeypatch.setattr(media, "frames_at", counting_frames_at)
     backend.visual_preprocessor.cache.clear()
     clip = media_dir / "clip.mp4"
     report = backend.score_report(
         Content(text="q"), [Content(video=clip), Content(video=clip, fps=2.0)], fps=0.5
     )
     assert report.failures == []
-    assert calls == [(0.5, 2), (2.0, 8)]
+    # 32 frames at 8 fps: 0.5 fps asks for 2, raised to the reference's floor of 4.
+    assert calls == [4, 8]
 
 
 def test_a_reused_image_or_video_is_decoded_once(
     config: Qwen3VLRerankerConfig, media_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     decodes: list[str] = []
-    real_load, real_sample = media.load_image, media.sample_video
+    real_decode, real_frames_at = media.decode_image, media.frames_at
     monkeypatch.setattr(
-        media, "load_image", lambda p, **k: decodes.append(p.name) or real_load(p, **k)
+        media, "decode_image", lambda p, **k: decodes.append(p.name) or real_decode(p, **k)
     )
     monkeypatch.setattr(
-        media, "sample_video", lambda p, **k: decodes.append(p.name) or real_sample(p, **k)
+        media,
+        "frames_at",
+        lambda p, t, **k: decodes.append(p.name) or real_frames_at(p, t, **k),
     )
     copy = tmp_path / "same-bytes.png"
     copy.write_bytes((media_dir / "photo.png").read_bytes())
@@ -426,15 +463,15 @@ def test_documents_are_prepared_in_parallel_each_content_once(
     # The first two decodes wait for each other: they must run at the same time.
     both_started = threading.Barrier(2, timeout=10)
     decodes: list[tuple[str, str]] = []
-    real_load = media.load_image
+    real_decode = media.decode_image
 
-    def load_in_step(path, **kwargs):
+    def decode_in_step(path, **kwargs):
         decodes.append((path.name, threading.current_thread().name))
         if len(decodes) <= 2:
             both_started.wait()
-        return real_load(path, **kwargs)
+        return real_decode(path, **kwargs)
 
-    monkeypatch.setattr(media, "load_image", load_in_step)
+    monkeypatch.setattr(media, "decode_image", decode_in_step)
     parallel = Qwen3VLRerankerBackend(config.model_copy(update={"preprocess_workers": 4}))
     report = parallel.score_report(query, documents)
     assert report.failures == expected.failures and [f.index for f in report.failures] == [5]

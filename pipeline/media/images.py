@@ -41,7 +41,18 @@ def load_image(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     ``Image.MAX_IMAGE_PIXELS``) refuses larger ones whatever ``max_pixels`` says. Anything
     unusable raises MediaError.
     """
-    item = str(source) if isinstance(source, Path) else f"<{len(source)} bytes>"
+    image = decode_image(source, max_pixels)
+    item = _item(source)
+    try:
+        return _to_rgb(_upright(image, item))
+    except Exception as exc:
+        raise MediaError(item, f"corrupt image data ({type(exc).__name__}: {exc})") from None
+
+
+def decode_image(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """As :func:`load_image`, but the pixels as stored: mode, alpha and EXIF orientation
+    untouched (the reranker converts them as its reference does)."""
+    item = _item(source)
     if isinstance(source, Path):
         require_content(source)
     elif not source:
@@ -50,7 +61,7 @@ def load_image(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         with _open(source) as image:
             _refuse_bomb(image, max_pixels, item)
             image.load()
-            return _to_rgb(_upright(image, item))
+            return image
     except MediaError:
         raise
     except UnidentifiedImageError:
@@ -63,6 +74,10 @@ def load_image(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         # PIL plugins raise many types (SyntaxError, ValueError, struct.error, EOFError...)
         # on malformed data; to the caller they all mean "this file is broken".
         raise MediaError(item, f"corrupt image data ({type(exc).__name__}: {exc})") from None
+
+
+def _item(source: Path | bytes) -> str:
+    return str(source) if isinstance(source, Path) else f"<{len(source)} bytes>"
 
 
 def is_image(path: Path) -> bool:

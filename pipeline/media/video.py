@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +26,7 @@ from pipeline.media.video_decode import (
     sample_by_seeking,
     sample_in_order,
 )
-from pipeline.media.video_probe import VideoInfo, open_video, probe
+from pipeline.media.video_probe import Probe, VideoInfo, open_video, probe
 from pipeline.schema import Frame
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,26 @@ def sample_video(
     Targets that land on the same frame (sampling faster than the video's own rate, or
     past its end) give that frame once. Memory holds only the frames returned.
     """
+    _, frames = frames_at(
+        path, lambda info: sample_times(info.duration, fps, max_frames), strategy, max_pixels
+    )
+    distinct: list[Frame] = []
+    for frame in frames:
+        if not distinct or frame.timestamp != distinct[-1].timestamp:
+            distinct.append(frame)
+    return distinct
+
+
+def frames_at(
+    path: Path,
+    times_of: Callable[[VideoInfo], list[float]],
+    strategy: Strategy = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[VideoInfo, list[Frame]]:
+    """The video's header facts and, for each of ``times_of(info)`` (ascending seconds
+    from the first frame, chosen once the header is read), the first frame shown at or
+    after it, the last frame for times past the end: one frame per time, a frame
+    repeated when times share it."""
     if strategy not in ("auto", "seek", "sequential"):
         raise ValueError(f"strategy must be auto, seek or sequential, got {strategy!r}")
     with open_video(path) as (container, stream):
@@ -101,9 +122,24 @@ def sample_video(
         raise MediaError(
             path, f"{info.width}x{info.height} frames exceed the {max_pixels:,} pixel limit"
         )
-    times = sample_times(info.duration, fps, max_frames)
+    times = times_of(info)
     targets = [facts.clock.ticks(t) for t in times]
-    chosen = _choose_strategy(strategy, info, times)
+    picked = _decode_targets(path, facts, targets, _choose_strategy(strategy, info, times))
+    chosen = iter(picked)
+    current = next(chosen)
+    frames: list[Frame] = []
+    for target in targets:
+        while current.ticks < target:
+            following = next(chosen, None)
+            if following is None:
+                break
+            current = following
+        frames.append(Frame(timestamp=facts.clock.seconds(current.ticks), image=current.image))
+    return info, frames
+
+
+def _decode_targets(path: Path, facts: Probe, targets: list[int], chosen: Strategy) -> list[Picked]:
+    """The picked frames (each once, in order; never empty), or MediaError."""
     logger.debug("%s: %d targets, %s decoding", path, len(targets), chosen)
     picked: list[Picked] | None = None
     with open_video(path) as (container, stream):
@@ -126,7 +162,7 @@ def sample_video(
         logger.warning(
             "%s: skipped %d damaged packets (%s)", path, decoder.bad_packets, decoder.first_error
         )
-    return [Frame(timestamp=facts.clock.seconds(p.ticks), image=p.image) for p in picked]
+    return picked
 
 
 def _choose_strategy(strategy: Strategy, info: VideoInfo, times: list[float]) -> Strategy:

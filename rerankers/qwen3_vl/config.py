@@ -3,8 +3,9 @@
 Defaults are the published reference's (QwenLM/Qwen3-VL-Embedding,
 ``src/models/qwen3_vl_reranker.py``): a 32-pixel grid unit (16-pixel patches merged
 2x2), images between 4 and 1800 units, video frames at 1 fps, at most 64 frames,
-at most 768 units per frame and 10 x 768 units per video. Importing this module is
-light: no torch, no transformers.
+at most 768 units per frame, and 10 x 768 units per video given as a list of frames
+(video files keep qwen-vl-utils' far larger budget, as the reference leaves it).
+Importing this module is light: no torch, no transformers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ GRID_UNIT = 32
 """Pixels per side of one merged vision token (16-pixel patch x 2x2 merge)."""
 
 UNIT_PIXELS = GRID_UNIT * GRID_UNIT
+FILE_TOTAL_PIXELS = int(128_000 * UNIT_PIXELS * 0.9)
 
 AUTO_PREPROCESS_WORKERS = 8
 GPU_BATCH_TOKENS = 16384
@@ -65,7 +67,15 @@ class Qwen3VLRerankerConfig(BaseModel):
     total_pixels: int = Field(
         default=10 * 768 * UNIT_PIXELS,
         ge=UNIT_PIXELS,
-        description="Pixel budget of one video, shared by its frames.",
+        description="Pixel budget of a video given as a list of frames, shared by its frames "
+        "(the reference passes this budget with frame lists only).",
+    )
+    file_total_pixels: int = Field(
+        default=FILE_TOTAL_PIXELS,
+        ge=UNIT_PIXELS,
+        description="Pixel budget of a video file, shared by its frames: qwen-vl-utils' own "
+        "default (0.9 x 128,000 tokens), which the reference leaves in place for files, so "
+        "in practice each frame gets frame_max_pixels.",
     )
     max_image_pixels: int = Field(
         default=89_478_485,

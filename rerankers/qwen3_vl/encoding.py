@@ -1,8 +1,11 @@
 """A (query, document) pair as token ids: render, expand vision placeholders, truncate.
 
-Expansion matches Qwen3VLProcessor's: an image's ``<|image_pad|>`` becomes one pad per
-merged patch; a video's ``<|video_pad|>`` becomes, per pair of frames, the text
-``<t seconds>`` and a ``<|vision_start|>pads<|vision_end|>`` block. Truncation matches
+Expansion matches Qwen3VLProcessor's in transformers 4.57, the version the reference
+pins: an image's ``<|image_pad|>`` becomes one pad per merged patch; a video's whole
+``<|vision_start|><|video_pad|><|vision_end|>`` becomes, per pair of frames, the text
+``<t seconds>`` and a ``<|vision_start|>pads<|vision_end|>`` block. (transformers 5
+replaces the pad alone and keeps the outer start and end tokens around the blocks,
+which changes every video's score.) Truncation matches
 the reference's: the prompt before the assistant suffix keeps every special token and
 the first ``max_length - specials`` other tokens; the suffix is always kept. Tokens
 inside a video's expansion (its timestamps) are kept too, so a placeholder run is never
@@ -48,8 +51,9 @@ class PairEncoder:
         self.temporal_patch = processor.video_processor.temporal_patch_size
         self.special_ids = frozenset(self.tokenizer.all_special_ids)
         self.suffix_ids = self.tokenizer(ASSISTANT_SUFFIX)["input_ids"]
+        wrapped_video = self.vision_start + self.video_token + self.vision_end
         self._placeholder = re.compile(
-            f"{re.escape(self.image_token)}|{re.escape(self.video_token)}"
+            "|".join(re.escape(t) for t in (self.image_token, wrapped_video, self.video_token))
         )
 
     def render(self, messages: list[dict[str, Any]]) -> str:
@@ -85,6 +89,7 @@ class PairEncoder:
             kind = "image" if match.group() == self.image_token else "video"
             if visual is None or visual.kind != kind:
                 raise ValueError(f"prompt placeholder {match.group()} has no matching {kind}")
+            # A wrapped video placeholder is replaced whole, its start and end included.
             before = text[last : match.start()]
             run = self.image_run(visual) if kind == "image" else self.video_run(visual)
             pieces += [before, run]

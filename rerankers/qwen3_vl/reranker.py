@@ -89,6 +89,7 @@ class _Runtime:
     score_vector: torch.Tensor  # W_yes - W_no, float32
     device: torch.device
     rope_takes_token_types: bool
+    cache_name: str  # the forward's key-value cache argument and output field
     batch_tokens: int
     vision: VisionEncoder | None  # None: this transformers runs the vision tower itself
 
@@ -218,7 +219,7 @@ class Qwen3VLRerankerBackend(RerankerBase):
             self._release_memory()
             logger.warning("out of memory on the shared prompt start; scoring full prompts")
             return None
-        return _PrefixState(shared, output.past_key_values)
+        return _PrefixState(shared, output[runtime.cache_name])
 
     @torch.inference_mode()
     def _forward(self, pairs: list[EncodedPair], prefix: _PrefixState | None) -> list[float]:
@@ -234,7 +235,7 @@ class Qwen3VLRerankerBackend(RerankerBase):
             visuals = [visual for pair in pairs for visual in pair.visuals]
         else:
             pad_id = runtime.processor.tokenizer.pad_token_id
-            tokens = _after_prefix(inputs, positions, prefix, pad_id)
+            tokens = _after_prefix(inputs, positions, prefix, pad_id, runtime.cache_name)
             visuals = [v for pair in pairs for v in pair.visuals[prefix.shared.visual_count :]]
         # With a shared start the cache must be on: the layers read the start's keys and
         # values from it.
@@ -350,7 +351,11 @@ class _PrefixState:
 
 
 def _after_prefix(
-    inputs: dict[str, torch.Tensor], positions: torch.Tensor, prefix: _PrefixState, pad_id: int
+    inputs: dict[str, torch.Tensor],
+    positions: torch.Tensor,
+    prefix: _PrefixState,
+    pad_id: int,
+    cache_name: str,
 ) -> dict[str, Any]:
     """A left-padded batch cut to each row's own tokens, attending to the shared start.
 
@@ -372,7 +377,7 @@ def _after_prefix(
         "input_ids": ids,
         "attention_mask": torch.cat([shared_mask, own.long()], dim=1),
         "position_ids": positions[..., length:],
-        "past_key_values": past,
+        cache_name: past,
     }
 
 
@@ -409,9 +414,17 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
         score_vector=score_vector,
         device=device,
         rope_takes_token_types="mm_token_type_ids" in parameters,
+        # transformers 5.24 renamed past_key_values to cache (the old name warns).
+        cache_name=_cache_argument(model),
         batch_tokens=resolve_batch_tokens(config.max_batch_tokens, device),
         vision=VisionEncoder(model, config.vision_cache_bytes) if takes_encoder_outputs else None,
     )
+
+
+def _cache_argument(model: Any) -> str:
+    # transformers 5.24 renamed the forward's past_key_values to cache; the old name warns.
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _yes_minus_no(full_model: Any, tokenizer: Any) -> torch.Tensor:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from pipeline.schema import Content, Frame
+from pipeline.schema import Content, Frame, VideoInput
 from rerankers.base import ScoreReport
 from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
 from rerankers.qwen3_vl.reranker import Qwen3VLRerankerBackend
@@ -88,12 +88,10 @@ class Qwen3VLReranker:
         fps = inputs.get("fps")
         query_item = inputs.get("query") or {}
         documents = inputs.get("documents") or []
-        query = to_content(query_item, fps, "query")
+        query = to_content(query_item, "query")
         if query.is_empty or not documents:
             return ScoreReport(scores=[])
-        contents = [
-            to_content(item, fps, f"documents[{index}]") for index, item in enumerate(documents)
-        ]
+        contents = [to_content(item, f"documents[{index}]") for index, item in enumerate(documents)]
         report = self.backend.score_report(
             query,
             contents,
@@ -106,7 +104,7 @@ class Qwen3VLReranker:
         return report
 
 
-def to_content(item: Mapping[str, Any], fps: float | None, name: str) -> Content:
+def to_content(item: Mapping[str, Any], name: str) -> Content:
     """A seed-format item as Content; errors name the item and the key."""
     if not isinstance(item, Mapping):
         raise ValueError(
@@ -115,13 +113,11 @@ def to_content(item: Mapping[str, Any], fps: float | None, name: str) -> Content
     unknown = sorted(set(item) - _ITEM_KEYS)
     if unknown:
         raise ValueError(f"{name}: unknown keys {unknown}; accepted: {sorted(_ITEM_KEYS)}")
-    own_fps = item.get("fps")
-    frame_fps = own_fps or fps or Qwen3VLRerankerConfig.model_fields["fps"].default
     return Content(
         text=item.get("text"),
         image=_image(item.get("image"), f"{name}.image"),
-        video=_video(item.get("video"), frame_fps, f"{name}.video"),
-        fps=own_fps,
+        video=_video(item.get("video"), f"{name}.video"),
+        fps=item.get("fps"),
     )
 
 
@@ -144,7 +140,7 @@ def _image(value: Any, name: str) -> Path | Image.Image | None:
     raise ValueError(f"{name}: expected a path or a PIL image, got {type(value).__name__}")
 
 
-def _video(value: Any, fps: float, name: str) -> Path | list[Path] | list[Frame] | None:
+def _video(value: Any, name: str) -> VideoInput | None:
     if value is None or isinstance(value, (str, Path)):
         return None if value is None else _path(value, name)
     if not isinstance(value, Sequence) or not value:
@@ -152,8 +148,7 @@ def _video(value: Any, fps: float, name: str) -> Path | list[Path] | list[Frame]
     if all(isinstance(frame, Frame) for frame in value):
         return list(value)
     if all(isinstance(frame, Image.Image) for frame in value):
-        # Frames handed over in memory are taken as sampled at the request's fps.
-        return [Frame(timestamp=i / fps, image=frame) for i, frame in enumerate(value)]
+        return list(value)  # timed as the reference times a frame list
     if all(isinstance(frame, (str, Path)) for frame in value):
         return [_path(frame, f"{name}[{i}]") for i, frame in enumerate(value)]
     raise ValueError(f"{name}: frames must all be paths, PIL images or Frames")

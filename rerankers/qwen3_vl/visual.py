@@ -2,15 +2,16 @@
 
 The resizing follows the published reference (qwen-vl-utils as the reranker script
 calls it): sizes snap to the 32-pixel grid within a pixel budget; images are resized
-with PIL's bicubic filter, video frames with torchvision's antialiased bicubic, and
-the processor then only rescales, normalises and patchifies (``do_resize=False``).
+with PIL's bicubic filter; a video's frames are chosen as the reference chooses them
+(:mod:`rerankers.qwen3_vl.video_frames`) and resized as one clip with torchvision's
+antialiased bicubic; the processor then only rescales, normalises and patchifies
+(``do_resize=False``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -25,10 +26,9 @@ from PIL import Image, ImageFilter, ImageOps
 
 from pipeline import media
 from pipeline.schema import Frame, VideoInput
-from rerankers.qwen3_vl.config import GRID_UNIT, Qwen3VLRerankerConfig
-
-_MAX_ASPECT_RATIO = 200
-_FRAME_FACTOR = 2  # frames go to the vision tower in pairs (temporal patch size)
+from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
+from rerankers.qwen3_vl.sizing import smart_resize, to_rgb
+from rerankers.qwen3_vl.video_frames import FRAME_FACTOR, file_clip, frame_list_clip
 
 _PIL_FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -58,42 +58,6 @@ def visual_identity(visual: VisualInput) -> Hashable:
     """Equal for visuals that are the same input. Inputs made outside the preprocessor
     carry no key: they are told apart by object identity (and never cached)."""
     return visual.key if visual.key is not None else ("object", id(visual))
-
-
-def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """The reference's rule: snap to the 32-pixel grid, keep the aspect ratio, and keep
-    height x width within [min_pixels, max_pixels].
-
-    Written out rather than imported: transformers' variant differs for images smaller
-    than one grid unit, and scores must match the reference's.
-    """
-    factor = GRID_UNIT
-    if max(height, width) / min(height, width) > _MAX_ASPECT_RATIO:
-        raise ValueError(
-            f"aspect ratio {max(height, width) / min(height, width):.0f}:1 exceeds "
-            f"{_MAX_ASPECT_RATIO}:1"
-        )
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = math.floor(height / beta / factor) * factor
-        w_bar = math.floor(width / beta / factor) * factor
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with transparency flattened onto white as the reference does."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return image.convert("RGB")
 
 
 def apply_user_preprocessing(image: Image.Image, config: Qwen3VLRerankerConfig) -> Image.Image:
@@ -191,12 +155,14 @@ class ContentHasher:
         hasher.update(image.tobytes())
         return hasher.hexdigest()
 
-    def frames(self, frames: Sequence[Path] | Sequence[Frame]) -> str:
+    def frames(self, frames: Sequence[Path] | Sequence[Image.Image] | Sequence[Frame]) -> str:
         hasher = hashlib.blake2b(digest_size=16)
         for frame in frames:
             if isinstance(frame, Frame):
                 hasher.update(f"{frame.timestamp!r}".encode())
                 hasher.update(self.image(frame.image).encode())
+            elif isinstance(frame, Image.Image):
+                hasher.update(self.image(frame).encode())
             else:
                 hasher.update(self.file(Path(frame)).encode())
         return hasher.hexdigest()
@@ -239,19 +205,28 @@ class VisualPreprocessor:
         return self._once(key, lambda: self._prepare_image(source))
 
     def video(self, source: VideoInput, fps: float, max_frames: int) -> VisualInput:
+        """A video file sampled at ``fps`` up to ``max_frames``; a list of frames as the
+        reference takes one, whatever the fps and thinned to the configured max_frames
+        (see :mod:`rerankers.qwen3_vl.video_frames`)."""
         cfg = self.config
-        settings = (
-            fps,
-            max_frames,
-            cfg.frame_min_pixels,
-            cfg.frame_max_pixels,
-            cfg.total_pixels,
-            cfg.max_image_pixels,
-        )
         if isinstance(source, list):
-            key = ("frames", self.hasher.frames(source), settings)
+            key = (
+                "frames",
+                self.hasher.frames(source),
+                (cfg.max_frames, cfg.frame_min_pixels, cfg.frame_max_pixels, cfg.total_pixels),
+            )
         else:
-            key = ("video", self.hasher.file(Path(source)), settings)
+            key = (
+                "video",
+                self.hasher.file(Path(source)),
+                (
+                    fps,
+                    max_frames,
+                    cfg.frame_min_pixels,
+                    cfg.frame_max_pixels,
+                    cfg.file_total_pixels,
+                ),
+            )
         return self._once(key, lambda: self._prepare_video(source, fps, max_frames))
 
     def _once(self, key: Hashable, prepare: Callable[[], VisualInput]) -> VisualInput:
@@ -286,7 +261,7 @@ class VisualPreprocessor:
         if isinstance(source, Image.Image):
             image = to_rgb(source)
         else:
-            image = to_rgb(media.load_image(Path(source), max_pixels=cfg.max_image_pixels))
+            image = to_rgb(media.decode_image(Path(source), max_pixels=cfg.max_image_pixels))
         image = apply_user_preprocessing(image, cfg)
         height, width = smart_resize(image.height, image.width, cfg.min_pixels, cfg.max_pixels)
         # PIL's default filter, as the reference's fetch_image resizes.
@@ -296,22 +271,29 @@ class VisualPreprocessor:
         return VisualInput("image", out["pixel_values"], grid)  # type: ignore[arg-type]
 
     def _prepare_video(self, source: VideoInput, fps: float, max_frames: int) -> VisualInput:
-        frames = self._frames(source, fps, max_frames)
-        if not frames:
-            raise media.MediaError(_describe(source), "no frames could be sampled")
-        video = _stack_rgb([frame.image for frame in frames])
+        cfg = self.config
+        if isinstance(source, list):
+            if not source:
+                raise media.MediaError(_describe(source), "no frames given")
+            clip = frame_list_clip(source, cfg.max_frames, cfg.max_image_pixels)
+            budget = cfg.total_pixels
+        else:
+            clip = file_clip(Path(source), fps, max_frames, cfg.max_image_pixels)
+            budget = cfg.file_total_pixels
+        width, height = clip.images[0].size
         height, width = smart_resize(
-            video.shape[-2],
-            video.shape[-1],
-            self.config.frame_min_pixels,
-            self._frame_budget(len(frames)),
+            height, width, cfg.frame_min_pixels, self._frame_ceiling(budget, len(clip.images))
         )
+        video = torch.from_numpy(np.stack([np.asarray(image) for image in clip.images]))
         # The reference resizes the whole clip with antialiased bicubic and keeps floats.
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as tvf
 
         video = tvf.resize(
-            video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True
+            video.permute(0, 3, 1, 2),
+            [height, width],
+            interpolation=InterpolationMode.BICUBIC,
+            antialias=True,
         ).float()
         out = self.video_processor(
             videos=[video],
@@ -321,50 +303,13 @@ class VisualPreprocessor:
             **self._no_resize_flags,
         )
         grid = tuple(int(v) for v in out["video_grid_thw"][0])
-        timestamps = tuple(float(frame.timestamp) for frame in frames)
-        return VisualInput("video", out["pixel_values_videos"], grid, timestamps)  # type: ignore[arg-type]
+        return VisualInput("video", out["pixel_values_videos"], grid, clip.timestamps)  # type: ignore[arg-type]
 
-    def _frame_budget(self, n_frames: int) -> int:
-        """Per-frame pixel ceiling: the video's total budget shared by its (paired) frames."""
+    def _frame_ceiling(self, total_pixels: int, n_frames: int) -> int:
+        """Per-frame pixel ceiling: the video's budget shared by its (even) frames."""
         cfg = self.config
-        padded = math.ceil(n_frames / _FRAME_FACTOR) * _FRAME_FACTOR
-        share = cfg.total_pixels / padded * _FRAME_FACTOR
+        share = total_pixels / n_frames * FRAME_FACTOR
         return int(max(min(cfg.frame_max_pixels, share), int(cfg.frame_min_pixels * 1.05)))
-
-    def _frames(self, source: VideoInput, fps: float, max_frames: int) -> list[Frame]:
-        cfg = self.config
-        if not isinstance(source, list):
-            return media.sample_video(
-                Path(source), fps=fps, max_frames=max_frames, max_pixels=cfg.max_image_pixels
-            )
-        chosen = thin_uniformly(len(source), max_frames)
-        frames: list[Frame] = []
-        for index in chosen:
-            item = source[index]
-            if isinstance(item, Frame):
-                frames.append(Frame(timestamp=item.timestamp, image=to_rgb(item.image)))
-            else:
-                # A list of frame files is taken as sampled at the request's fps.
-                image = media.load_image(Path(item), max_pixels=cfg.max_image_pixels)
-                frames.append(Frame(timestamp=index / fps, image=to_rgb(image)))
-        return frames
-
-
-def thin_uniformly(count: int, max_count: int) -> list[int]:
-    """Indices of at most max_count items spread evenly over count (the reference's rule)."""
-    if count <= max_count:
-        return list(range(count))
-    return np.linspace(0, count - 1, max_count, dtype=int).tolist()
-
-
-def _stack_rgb(images: Sequence[Image.Image]) -> torch.Tensor:
-    """uint8 (frames, 3, H, W); frames of another size are brought to the first one's."""
-    size = images[0].size
-    arrays = [
-        np.asarray(image if image.size == size else image.resize(size, Image.Resampling.BICUBIC))
-        for image in images
-    ]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def _describe(source: VideoInput) -> str:
