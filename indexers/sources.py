@@ -27,13 +27,19 @@ MANIFEST_SUFFIXES = {".jsonl", ".csv"}
 MEDIA_FIELDS = ("image", "video")
 PDF_FIELD = "pdf"
 CONTENT_FIELDS = {"id", "text", PDF_FIELD, *MEDIA_FIELDS}
-# Files with these suffixes were meant as media or text: if their content is not,
-# that is a failure to report, not an unsupported file to skip.
+# Files with these suffixes were meant as media, text or PDF: content of another kind
+# (a ".png" holding text, say) is a failure to report, not a file to index as whatever
+# it holds, nor an unsupported file to skip.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
-EXPECTED_SUFFIXES = {
-    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".txt", ".md",
-    ".pdf", *VIDEO_SUFFIXES,
-}  # fmt: skip
+TEXT_SUFFIXES = {".txt", ".md"}
+KIND_OF_SUFFIX = {
+    **dict.fromkeys(IMAGE_SUFFIXES, "image"),
+    **dict.fromkeys(VIDEO_SUFFIXES, "video"),
+    **dict.fromkeys(TEXT_SUFFIXES, "text"),
+    ".pdf": "pdf",
+}
+EXPECTED_SUFFIXES = set(KIND_OF_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -143,11 +149,13 @@ def _file_items(path: Path, asset_id: str, reading: _Reading) -> Iterator[Source
             yield SourceProblem(asset_id, "empty file (0 bytes)", "failed")
             return
         # Before detect_kind: a PDF is text-like enough for it to misjudge.
-        if is_pdf(path):
+        kind = "pdf" if is_pdf(path) else detect_kind(path)
+        mismatch = _kind_mismatch(path, kind)
+        if mismatch:
+            yield SourceProblem(asset_id, mismatch, "failed")
+        elif kind == "pdf":
             yield from iter_pdf_pages(path, asset_id, reading.documents, reading.cache_dir)
-            return
-        kind = detect_kind(path)
-        if kind is None:
+        elif kind is None:
             yield _unrecognised(asset_id, path)
         elif kind == "text":
             yield from iter_text_passages(path, asset_id, reading.documents)
@@ -157,6 +165,15 @@ def _file_items(path: Path, asset_id: str, reading: _Reading) -> Iterator[Source
         yield SourceProblem(asset_id, exc.reason, "failed")
     except (OSError, ValidationError) as exc:
         yield SourceProblem(asset_id, _short(exc), "failed")
+
+
+def _kind_mismatch(path: Path, kind: str | None) -> str | None:
+    """Why a file whose name promises one kind but whose content is another is refused;
+    None when they agree, or when the name promises nothing or the content is nothing."""
+    expected = KIND_OF_SUFFIX.get(path.suffix.lower())
+    if expected is None or kind is None or kind == expected:
+        return None
+    return f"named as {expected} ({path.suffix}) but its content is {kind}"
 
 
 def _unrecognised(asset_id: str, path: Path) -> SourceProblem:

@@ -251,7 +251,7 @@ def make_bad_files(directory: Path) -> dict[str, Path]:
     add("truncated.jpg", jpeg[: len(jpeg) * 3 // 5])
     add("random.jpg", rng.bytes(4096))
     files["bomb.png"] = make_png_bomb(directory / "bomb.png", 12_000)
-    add("text.png", b"This is a note, not a picture.\n")
+    add("text.png", b"This is a note, not a picture.\n")  # named as an image, holds text
     add("truncated.mp4", _truncated_video(directory))
     add("fake_header.mp4", b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + rng.bytes(2048))
     add("audio_only.avi", _wav_bytes())  # a real RIFF file, but sound only

@@ -65,22 +65,19 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path, tiny_config, tiny_embedde
 
     source = _image_folder(tmp_path / "in", 3)
     bad = make_bad_files(source / "bad")
-    # Typed by content: a text file named .png is indexed as the text it holds.
-    mislabelled = bad.pop("text.png")
     (source / "tool.bin").write_bytes(b"\x7fELF" + bytes(64))
     report = build_index(tiny_config, tiny_embedder, source, tmp_path / "out")
     errors = [
         json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()
     ]
     by_item = {e["item"]: e for e in errors}
-    assert report.indexed == 3 + 1
+    assert report.indexed == 3
     assert report.skipped == 1 and "unsupported" in by_item.pop("tool.bin")["reason"]
     assert report.failed == len(by_item) == len(bad)
     assert set(by_item) == {f"bad/{p.name}" for p in bad.values()}
     assert all(e["reason"] and e["stage"] in {"read", "decode"} for e in by_item.values())
-    with Index.open(tmp_path / "out", embedder=tiny_embedder) as index:
-        # Text files are indexed as passages, numbered from 1.
-        assert index.get(f"bad/{mislabelled.name}#p=1").text.startswith("This is a note")
+    # A text file named .png is refused, naming both kinds, not indexed as text.
+    assert by_item["bad/text.png"]["reason"] == "named as image (.png) but its content is text"
 
 
 def test_manifest_with_missing_and_corrupt_media(tmp_path, tiny_config, tiny_embedder):

@@ -18,22 +18,49 @@ def _split(items):
     return assets, problems
 
 
-def test_folder_types_by_content_not_extension(tmp_path):
+def test_folder_types_by_content_when_the_name_says_nothing(tmp_path):
     Image.new("RGB", (32, 32), "red").save(tmp_path / "photo.png")
-    Image.new("RGB", (32, 32), "blue").save(tmp_path / "mislabelled.txt", format="PNG")
+    Image.new("RGB", (32, 32), "blue").save(tmp_path / "scan", format="PNG")
+    Image.new("RGB", (32, 32), "blue").save(tmp_path / "picture.dat", format="JPEG")
+    Image.new("RGB", (32, 32), "green").save(tmp_path / "really-a-png.jpg", format="PNG")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "note.md").write_text("# Note\nsome words", encoding="utf-8")
     (tmp_path / ".hidden.png").write_bytes(b"ignored")
     assets, problems = _split(list(iter_source(tmp_path)))
     by_id = {a.id: a for a in assets}
     # Text and Markdown files are read as passages, numbered from 1.
-    assert sorted(by_id) == ["mislabelled.txt", "photo.png", "sub/note.md#p=1"]
-    assert by_id["mislabelled.txt"].image is not None
+    assert sorted(by_id) == [
+        "photo.png",
+        "picture.dat",
+        "really-a-png.jpg",  # one image format named as another is still an image
+        "scan",
+        "sub/note.md#p=1",
+    ]
+    assert by_id["scan"].image is not None and by_id["picture.dat"].image is not None
     assert by_id["sub/note.md#p=1"].text == "Note\n\nsome words"
     assert by_id["sub/note.md#p=1"].metadata["path"] == "sub/note.md"
     assert by_id["sub/note.md#p=1"].metadata["doc_id"] == "sub/note.md"
     assert problems == []
-    assert count_source(tmp_path) == 3
+    assert count_source(tmp_path) == 5
+
+
+def test_a_media_name_that_disagrees_with_the_content_is_a_failure(tmp_path):
+    (tmp_path / "notes.png").write_text("meeting notes, not a picture", encoding="utf-8")
+    Image.new("RGB", (32, 32), "blue").save(tmp_path / "photo.txt", format="PNG")
+    Image.new("RGB", (32, 32), "blue").save(tmp_path / "clip.mp4", format="PNG")
+    (tmp_path / "report.pdf").write_text("plain text", encoding="utf-8")
+    (tmp_path / "slides.jpg").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")  # a PDF's header
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "fine.png")
+    assets, problems = _split(list(iter_source(tmp_path)))
+    assert [a.id for a in assets] == ["fine.png"]
+    reasons = {p.item: (p.outcome, p.reason) for p in problems}
+    assert reasons == {
+        "notes.png": ("failed", "named as image (.png) but its content is text"),
+        "photo.txt": ("failed", "named as text (.txt) but its content is image"),
+        "clip.mp4": ("failed", "named as video (.mp4) but its content is image"),
+        "report.pdf": ("failed", "named as pdf (.pdf) but its content is text"),
+        "slides.jpg": ("failed", "named as image (.jpg) but its content is pdf"),
+    }
 
 
 def test_folder_problems_name_item_and_reason(tmp_path):
