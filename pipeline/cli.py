@@ -44,9 +44,23 @@ SetOpt = Annotated[
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"vlsearch {version('vlsearch')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -61,6 +75,7 @@ def user_errors() -> Iterator[None]:
     from indexers.faiss_install import FaissInstallError
     from indexers.index import IndexError_
     from pipeline.config import ConfigError
+    from pipeline.hub import ModelUnavailable
     from pipeline.media import MediaError
 
     try:
@@ -70,10 +85,11 @@ def user_errors() -> Iterator[None]:
         IndexError_,
         MediaError,
         FaissInstallError,
+        ModelUnavailable,
         FileNotFoundError,
         ValueError,
     ) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -92,9 +108,18 @@ def index_build(
     set_: SetOpt = None,
 ) -> None:
     """Index a folder or manifest; bad items are listed in OUT/errors.jsonl."""
+    from indexers.manifest import IndexExistsError
+
     with user_errors():
         pipeline = _pipeline(config, set_)
-        _run_build(pipeline, input, out_dir, "resume" if resume else "create")
+        try:
+            _run_build(pipeline, input, out_dir, "resume" if resume else "create")
+        except IndexExistsError as exc:
+            raise IndexExistsError(
+                f"{exc}. To add or replace assets: vlsearch index add --index {out_dir} "
+                f"--input {input}; to finish an interrupted build: the same command with "
+                "--resume"
+            ) from None
 
 
 @index_app.command("add")
@@ -114,23 +139,31 @@ def _run_build(pipeline: Any, source: Path, out_dir: Path, mode: str) -> None:
     from indexers.sources import count_source
 
     total = count_source(source)
+    pipeline.embedder  # noqa: B018  (loads it now: a load error then comes alone, not mid-bar)
+    # The bar counts what the input lists: a PDF or Markdown file is one file however
+    # many page or passage assets it gives (the summary counts those).
+    unit = "files" if Path(source).is_dir() else "rows"
     columns = (
         TextColumn("[bold]indexing"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn(unit),
         TaskProgressColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as bar:
+    # Transient: a build that stops at once (an existing index, say) leaves its error
+    # alone on screen; a finished one leaves the summary below, elapsed time included.
+    with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("build", total=total, rate="")
         report = pipeline.build(source, out_dir, mode=mode, progress=_advance(bar, task))
     table = Table(title=f"index {out_dir}", show_header=False)
     for key in ("indexed", "failed", "skipped", "already_indexed", "vectors"):
         table.add_row(key, str(getattr(report, key)))
     table.add_row("items/s", f"{report.items_per_s:.1f}")
+    table.add_row("seconds", f"{report.timings.total_s:.1f}")
     err.print(table)
     if report.failed:
         err.print(
@@ -155,8 +188,12 @@ def index_delete(
 ) -> None:
     """Delete assets by id."""
     with user_errors():
-        removed = _pipeline(None, None).delete(index, ids)
-        err.print(f"deleted {removed} of {len(ids)} id(s)")
+        report = _pipeline(None, None).delete(index, ids)
+    err.print(f"deleted {report.deleted} of {len(set(ids))} id(s)")
+    if report.unknown:
+        shown = ", ".join(repr(i) for i in report.unknown[:20])
+        more = f" and {len(report.unknown) - 20} more" if len(report.unknown) > 20 else ""
+        err.print(f"[yellow]not in the index: {shown}{more}[/yellow]", highlight=False)
 
 
 @index_app.command("info")
@@ -265,3 +302,11 @@ def config_show(
     with user_errors():
         resolved = load_config(path, set_ or [])
     out.print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), highlight=False)
+
+
+@config_app.command("defaults")
+def config_defaults() -> None:
+    """Print every setting with its default and meaning (configs/default.yaml)."""
+    from pipeline.config_reference import render_defaults
+
+    out.print(render_defaults(), end="", highlight=False, markup=False, soft_wrap=True)

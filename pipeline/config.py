@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from indexers.documents.config import DocumentsConfig
 from indexers.text_channels.config import TextChannelConfig
+from pipeline.config_errors import SourceOf, explain
 from pipeline.fusion import FusionConfig
 from pipeline.settings import (
     BuildConfig,
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 PROFILE_ENV = "VLSEARCH_MODELS"
+DEFAULT_RERANKER_BACKEND = "qwen3_vl"
 
 ChannelName = Literal["clip_image", "clip_text", "text_dense", "bm25"]
 MILVUS_FIELD_CHANNELS = ("clip_image", "clip_text", "text_dense")
@@ -59,7 +61,11 @@ class RecallConfig(_Strict):
     """Stage one: which channels a query goes to, and how many hits each returns. An
     image or video query uses the image channels only; a text query every listed one."""
 
-    channels: list[ChannelName] = Field(default_factory=lambda: ["clip_image", "clip_text"])
+    channels: list[ChannelName] = Field(
+        default_factory=lambda: ["clip_image", "clip_text"],
+        description="Channels a text query goes to: clip_image, clip_text, and bm25 and "
+        "text_dense where text_channels builds them.",
+    )
     top_k: dict[ChannelName, int] = Field(
         default_factory=dict, description="Hits per channel; channels not named get 100."
     )
@@ -76,7 +82,7 @@ class RecallConfig(_Strict):
 class RerankConfig(_Strict):
     """Stage two over the fused top N, and how its score merges with stage one's."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Run stage two; off ranks by fusion alone.")
     top_n: int = Field(default=50, ge=1, description="Fused candidates sent to the reranker.")
     blend: float | None = Field(
         default=None,
@@ -95,18 +101,35 @@ class Config(_Strict):
         default="default",
         description="'tiny' swaps every model for offline random-weight ones (smoke tests).",
     )
-    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
-    media: MediaConfig = Field(default_factory=MediaConfig)
-    index: IndexConfig = Field(default_factory=IndexConfig)
-    build: BuildConfig = Field(default_factory=BuildConfig)
-    reranker: RerankerConfig = Field(default_factory=Qwen3VLRerankerConfig)
-    recall: RecallConfig = Field(default_factory=RecallConfig)
+    embedder: EmbedderConfig = Field(
+        default_factory=EmbedderConfig, description="Stage one's CLIP model (open_clip)."
+    )
+    media: MediaConfig = Field(
+        default_factory=MediaConfig, description="Decoding for stage one: video frames, limits."
+    )
+    index: IndexConfig = Field(
+        default_factory=IndexConfig, description="Where and how the vectors are searched."
+    )
+    build: BuildConfig = Field(default_factory=BuildConfig, description="Offline index builds.")
+    reranker: RerankerConfig = Field(
+        default_factory=Qwen3VLRerankerConfig, description="Stage two's model."
+    )
+    recall: RecallConfig = Field(
+        default_factory=RecallConfig, description="Stage one: channels and hits per channel."
+    )
     text_channels: list[TextChannelConfig] = Field(
         default_factory=list, description="Text channels built with the index (bm25, text_dense)."
     )
-    fusion: FusionConfig = Field(default_factory=FusionConfig)
-    rerank: RerankConfig = Field(default_factory=RerankConfig)
-    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
+    fusion: FusionConfig = Field(
+        default_factory=FusionConfig, description="How the channels' lists merge into one."
+    )
+    rerank: RerankConfig = Field(
+        default_factory=RerankConfig, description="Stage two over the fused candidates."
+    )
+    documents: DocumentsConfig = Field(
+        default_factory=DocumentsConfig,
+        description="PDF pages and text passages, when a build reads documents.",
+    )
 
     @model_validator(mode="after")
     def _native_fusion_possible(self) -> Config:
@@ -154,22 +177,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _read_yaml(Path(path))
-    for item in overrides or []:
+    overrides = list(overrides or [])
+    for item in overrides:
         _apply_override(raw, item)
     if os.environ.get(PROFILE_ENV):
         raw["profile"] = os.environ[PROFILE_ENV]
-    return validate_config(raw, source=str(path) if path else "<defaults>")
+        overrides.append(f"profile={os.environ[PROFILE_ENV]} (from {PROFILE_ENV})")
+    return validate_config(raw, source=SourceOf(str(path) if path else None, overrides))
 
 
-def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+def validate_config(raw: dict[str, Any], source: str | SourceOf = "<config>") -> Config:
+    """The validated config; ConfigError naming each bad key, where its value came from
+    (``source``: a name, or which override or file set which key) and, for an unknown
+    key, the nearest known one."""
+    source_of = SourceOf(source, []) if isinstance(source, str) else source
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(_with_default_backend(raw))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(explain(exc, Config, source_of)) from None
+
+
+def _with_default_backend(raw: dict[str, Any]) -> dict[str, Any]:
+    """``--set reranker.top_n=5`` alone means the default reranker's key: the default
+    backend is filled in where a reranker section names none."""
+    reranker = raw.get("reranker")
+    if isinstance(reranker, dict) and "backend" not in reranker:
+        return {**raw, "reranker": {"backend": DEFAULT_RERANKER_BACKEND, **reranker}}
+    return raw
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

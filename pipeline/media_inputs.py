@@ -47,3 +47,18 @@ def _frame_image(item: Path | Image.Image, media: MediaConfig) -> Image.Image:
     from pipeline.media import load_image
 
     return load_image(Path(item), max_pixels=media.max_image_pixels)
+
+
+def check_query_media(query: Content, media: MediaConfig) -> None:
+    """Raise MediaError, naming the file, for a query image or video that cannot be read:
+    called before any model loads, so a typo costs no model start-up."""
+    from pipeline.media import load_image, probe_video
+
+    if isinstance(query.image, Path):
+        load_image(query.image, max_pixels=media.max_image_pixels)
+    if isinstance(query.video, Path):
+        probe_video(query.video)
+    elif isinstance(query.video, list):
+        for frame in query.video:
+            if isinstance(frame, Path):
+                load_image(frame, max_pixels=media.max_image_pixels)

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from indexers.backends import SearchIndex, open_index
 from indexers.build import BuildMode, BuildReport, ProgressCallback, build_index
 from indexers.channel_set import ChannelSet
 from indexers.embedders import Embedder, create_embedder, embed_query
 from pipeline.config import Config, EmbedderConfig, load_config
+from pipeline.media_inputs import check_query_media
 from pipeline.models import apply_profile
 from pipeline.schema import Query
 from pipeline.search import Result, TwoStageSearch
 from rerankers.base import Reranker
 from rerankers.registry import create_reranker
 from rerankers.request import RerankRequest, RerankResponse, run_request
+
+logger = logging.getLogger(__name__)
+
+
+class DeleteReport(BaseModel):
+    deleted: int
+    unknown: list[str] = Field(description="Requested ids the index did not hold.")
 
 
 class Pipeline:
@@ -74,7 +84,9 @@ class Pipeline:
         """Both stages: recall per channel, fusion, rerank of the fused top N (unless
         ``rerank`` is False or the config turns it off). ``filter`` is a metadata
         expression (see ``pipeline.filters``) applied in every channel."""
+        check_query_media(query, self.config.media)
         with self.open_index(directory) as index:
+            self._warn_if_tiny(index, directory)
             channels = self._channels(directory)
             search = TwoStageSearch(
                 self.config,
@@ -85,6 +97,15 @@ class Pipeline:
                 text_vector=channels.query_vector if channels is not None else None,
             )
             return search.run(query, top_k=top_k, filter=filter, rerank=rerank)
+
+    def _warn_if_tiny(self, index: SearchIndex, directory: Path) -> None:
+        if index.manifest.profile == "tiny" and self.config.profile != "tiny":
+            logger.warning(
+                "index %s was built with the tiny random-weight models "
+                "(VLSEARCH_MODELS=tiny): its rankings are meaningless; rebuild it without "
+                "the tiny profile for real results",
+                directory,
+            )
 
     def _channels(self, directory: Path) -> ChannelSet | None:
         if not self.config.text_channels:
@@ -98,15 +119,18 @@ class Pipeline:
             self._query_embedder = (built_with, create_embedder(built_with))
         return embed_query(self._query_embedder[1], query, self.config.media)
 
-    def delete(self, directory: Path, ids: Sequence[str]) -> int:
+    def delete(self, directory: Path, ids: Sequence[str]) -> DeleteReport:
+        """Delete assets by id; ids the index does not hold are reported, not errors."""
         with self.open_index(directory) as index:
+            unknown = [asset_id for asset_id in dict.fromkeys(ids) if asset_id not in index]
             removed = index.delete(list(ids))
             index.commit()
         channels = self._channels(directory)
         if channels is not None:
             channels.delete(list(ids))
             channels.save()
-        return removed
+        return DeleteReport(deleted=removed, unknown=unknown)
 
     def rerank(self, request: RerankRequest) -> RerankResponse:
+        check_query_media(request.query_content(), self.config.media)
         return run_request(self.reranker, request)

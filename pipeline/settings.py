@@ -33,7 +33,7 @@ class EmbedderConfig(_Strict):
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         default="auto", description="'auto' is fp16 on CUDA and fp32 on CPU."
     )
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=32, ge=1, description="Images or texts per forward pass.")
 
 
 class MediaConfig(_Strict):
@@ -49,17 +49,23 @@ class MediaConfig(_Strict):
 
 
 class HnswConfig(_Strict):
-    m: int = Field(default=32, ge=4)
-    ef_construction: int = Field(default=200, ge=8)
-    ef_search: int = Field(default=128, ge=1)
+    m: int = Field(default=32, ge=4, description="Graph neighbours per node.")
+    ef_construction: int = Field(
+        default=200, ge=8, description="Candidate list while building: higher, better graph."
+    )
+    ef_search: int = Field(
+        default=128, ge=1, description="Candidate list while searching: higher, better recall."
+    )
 
 
 class IvfConfig(_Strict):
     nlist: int = Field(default=1024, ge=1, description="Clamped to the training sample size.")
-    nprobe: int = Field(default=16, ge=1)
+    nprobe: int = Field(default=16, ge=1, description="Lists visited per search.")
     pq_m: int = Field(default=64, ge=1, description="PQ sub-quantizers; must divide the dim.")
-    pq_bits: int = Field(default=8, ge=1, le=16)
-    train_size: int = Field(default=100_000, ge=1)
+    pq_bits: int = Field(default=8, ge=1, le=16, description="Bits per PQ code.")
+    train_size: int = Field(
+        default=100_000, ge=1, description="Vectors sampled to train the IVF (and PQ) codebooks."
+    )
 
 
 class MilvusConfig(_Strict):
@@ -72,9 +78,15 @@ class MilvusConfig(_Strict):
         "default INDEX_DIR/milvus.db) or a server URL 'http(s)://host:port'.",
     )
     # Never written to the manifest: give it in the config or MILVUS_TOKEN when opening.
-    token: SecretStr | None = Field(default=None, exclude=True, description="Server token.")
+    token: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="Server token; better given as MILVUS_TOKEN. Never written to the manifest.",
+    )
     collection: str = Field(
-        default="vlsearch", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$", description="Collection."
+        default="vlsearch",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        description="Collection name (several indexes can share one server).",
     )
     partition_key: str | None = Field(
         default=None,
@@ -84,8 +96,12 @@ class MilvusConfig(_Strict):
 
 
 class IndexConfig(_Strict):
-    backend: Literal["faiss", "milvus"] = "faiss"
-    kind: Literal["flat", "hnsw", "ivf_flat", "ivf_pq"] = "flat"
+    backend: Literal["faiss", "milvus"] = Field(
+        default="faiss", description="FAISS beside SQLite in the index folder, or Milvus."
+    )
+    kind: Literal["flat", "hnsw", "ivf_flat", "ivf_pq"] = Field(
+        default="flat", description="flat is exact; the others approximate, for large indexes."
+    )
     hnsw: HnswConfig = Field(default_factory=HnswConfig)
     ivf: IvfConfig = Field(default_factory=IvfConfig)
     milvus: MilvusConfig = Field(default_factory=MilvusConfig)

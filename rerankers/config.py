@@ -42,7 +42,7 @@ class CrossEncoderRerankerConfig(_Strict):
         description="Hugging Face id or local folder; the 'local-dir:PATH' prefix is accepted.",
     )
     device: str = Field(default="auto", description="'auto' picks CUDA when present.")
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=32, ge=1, description="Pairs per forward pass.")
     max_length: int | None = Field(
         default=512, ge=1, description="Tokens per (query, document) pair; longer pairs are cut."
     )

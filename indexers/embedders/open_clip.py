@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import posixpath
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class OpenClipEmbedder:
         self.device = resolve_device(config.device)
         precision = resolve_precision(config.precision, self.device)
         has_schema = config.model.startswith((LOCAL_DIR, HF_HUB))
+        _require_weights(config)
         model, _, preprocess = open_clip.create_model_and_transforms(
             config.model,
             pretrained=None if has_schema else config.pretrained,
@@ -117,6 +119,25 @@ class OpenClipEmbedder:
     def _probe_dim(self) -> int:
         tokens = self._tokenizer(["dimension probe"]).to(self.device)
         return self._model.encode_text(tokens).shape[-1]
+
+
+def _require_weights(config: EmbedderConfig) -> None:
+    """Fail fast, in one line, when the weights are on the hub and the hub is out of reach."""
+    import open_clip
+
+    from pipeline.hub import require_hub_model
+
+    weights = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    if config.model.startswith(HF_HUB):
+        repo = config.model.removeprefix(HF_HUB)
+        require_hub_model("CLIP", repo, "embedder.model", [("open_clip_config.json",), weights])
+        return
+    if config.model.startswith(LOCAL_DIR) or not config.pretrained:
+        return
+    source = (open_clip.get_pretrained_cfg(config.model, config.pretrained) or {}).get("hf_hub")
+    if source:  # "org/name/" (open_clip's default file names) or "org/name/file"
+        repo, filename = posixpath.split(source)
+        require_hub_model("CLIP", repo, "embedder.model", [(filename,) if filename else weights])
 
 
 def _normalised(features: torch.Tensor) -> np.ndarray:

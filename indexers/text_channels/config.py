@@ -26,7 +26,7 @@ class Bm25ChannelConfig(_Strict):
         default="lucene", description="The BM25 variant (see bm25s)."
     )
     delta: float = Field(default=0.5, ge=0.0, description="Only for bm25l and bm25+.")
-    lower: bool = True
+    lower: bool = Field(default=True, description="Lower-case text before tokenising.")
     stopwords: str | list[str] | None = Field(
         default="en",
         description="A bm25s stop-word language ('en', 'de', 'fr', ...), a word list, or none.",
@@ -47,7 +47,7 @@ class DenseTextChannelConfig(_Strict):
         description="A Hugging Face model id, a local folder, or 'local-dir:PATH'.",
     )
     device: str = Field(default="auto", description="'auto' picks CUDA when present.")
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=64, ge=1, description="Texts per forward pass.")
     normalize: bool = Field(
         default=True, description="L2-normalise vectors, so scores are cosine similarities."
     )

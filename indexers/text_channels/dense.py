@@ -253,10 +253,15 @@ def _load_model(source: str, device: str) -> Any:
             "pip install 'vlsearch[text]'"
         ) from exc
     from indexers.embedders.open_clip import resolve_device
+    from pipeline.hub import WEIGHT_FILES, is_hub_id, quiet_loading, require_hub_model
 
+    if is_hub_id(source):
+        files = [("modules.json",), WEIGHT_FILES]
+        require_hub_model("text_dense", source, "text_channels[text_dense].model", files)
     resolved = str(resolve_device(device))
     try:
-        model = SentenceTransformer(source, device=resolved)
+        with quiet_loading(source):
+            model = SentenceTransformer(source, device=resolved)
     except (OSError, ValueError) as exc:
         raise TextChannelError(
             f"text_dense.model: cannot load {source!r} ({exc}). Offline, use "

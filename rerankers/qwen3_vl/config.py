@@ -56,14 +56,34 @@ class Qwen3VLRerankerConfig(BaseModel):
         description="Token budget of a prompt before the assistant-prompt suffix, as in the "
         "reference; only ordinary text tokens are cut.",
     )
-    min_pixels: int = Field(default=4 * UNIT_PIXELS, ge=UNIT_PIXELS)
-    max_pixels: int = Field(default=1800 * UNIT_PIXELS, ge=UNIT_PIXELS)
-    fps: float = Field(default=1.0, gt=0.0, description="Video frames sampled per second.")
-    max_frames: int = Field(
-        default=64, ge=1, description="Beyond this, sampled frames are thinned uniformly."
+    min_pixels: int = Field(
+        default=4 * UNIT_PIXELS, ge=UNIT_PIXELS, description="Smallest an image is resized to."
     )
-    frame_min_pixels: int = Field(default=128 * UNIT_PIXELS, ge=UNIT_PIXELS)
-    frame_max_pixels: int = Field(default=768 * UNIT_PIXELS, ge=UNIT_PIXELS)
+    max_pixels: int = Field(
+        default=1800 * UNIT_PIXELS, ge=UNIT_PIXELS, description="Largest an image is resized to."
+    )
+    fps: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="Frames per second sampled from a video file (at least 4 frames, as the "
+        "reference samples); a list of frames is timed at 2 per second, as there.",
+    )
+    max_frames: int = Field(
+        default=64,
+        ge=1,
+        description="Most frames of a video file (made even) or of a list of frames; a "
+        "request's max_frames applies to files only, as in the reference.",
+    )
+    frame_min_pixels: int = Field(
+        default=128 * UNIT_PIXELS,
+        ge=UNIT_PIXELS,
+        description="Smallest a video frame is resized to.",
+    )
+    frame_max_pixels: int = Field(
+        default=768 * UNIT_PIXELS,
+        ge=UNIT_PIXELS,
+        description="Largest a video frame is resized to.",
+    )
     total_pixels: int = Field(
         default=10 * 768 * UNIT_PIXELS,
         ge=UNIT_PIXELS,
@@ -105,7 +125,7 @@ class Qwen3VLRerankerConfig(BaseModel):
         f"'auto' is {GPU_BATCH_TOKENS} on CUDA and {CPU_BATCH_TOKENS} on CPU, where big batches "
         "lose cache locality and gain nothing (see benchmarks/rerank.py).",
     )
-    max_batch_size: int = Field(default=32, ge=1)
+    max_batch_size: int = Field(default=32, ge=1, description="Pairs per forward pass at most.")
     preprocess_workers: int | Literal["auto"] = Field(
         default="auto",
         description="Threads decoding and preprocessing a request's document images and "

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from pipeline.hub import WEIGHT_FILES, is_hub_id, quiet_loading, require_hub_model
 from pipeline.schema import Content
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, score_in_batches
@@ -387,6 +388,9 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
     path = config.model_path
     if config.model.startswith("local-dir:") and not Path(path).is_dir():
         raise FileNotFoundError(f"reranker model folder {path!r} does not exist")
+    if is_hub_id(path):
+        files = [("config.json",), WEIGHT_FILES, ("preprocessor_config.json",)]
+        require_hub_model("reranker", path, "reranker.model", files)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     attention = resolve_attention(config.attn_implementation, device)
@@ -394,11 +398,12 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention}
     if config.load_in_4bit:
         kwargs.update(_four_bit_kwargs(dtype, device))
-    full_model = Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
+    with quiet_loading(path):
+        full_model = Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
+        processor = AutoProcessor.from_pretrained(path, padding_side="left")
     if not config.load_in_4bit:
         full_model = full_model.to(device)
     full_model.eval()
-    processor = AutoProcessor.from_pretrained(path, padding_side="left")
     score_vector = _yes_minus_no(full_model, processor.tokenizer).to(device)
     # Keep only the decoder: an untied LM head (vocabulary x hidden) is freed here.
     model = full_model.model
