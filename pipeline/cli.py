@@ -17,6 +17,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -172,6 +173,26 @@ def _run_build(pipeline: Any, source: Path, out_dir: Path, mode: str) -> None:
         raise typer.Exit(1)
 
 
+@contextmanager
+def _scoring_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on stderr: a spinner while models load and candidates are found,
+    then documents scored out of the total."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
 def _advance(bar: Progress, task: Any) -> Callable[[int], None]:
     def advance(count: int) -> None:
         bar.advance(task, count)
@@ -271,8 +292,8 @@ def rerank(
     order, the ranking and any documents that could not be read (score null)."""
     from rerankers.request import load_request
 
-    with user_errors():
-        response = _pipeline(config, set_).rerank(load_request(request))
+    with user_errors(), _scoring_progress("reranking") as progress:
+        response = _pipeline(config, set_).rerank(load_request(request), progress=progress)
     out.print(response.model_dump_json(indent=2), highlight=False, soft_wrap=True)
     for failure in response.failures:
         err.print(f"[yellow]document {failure.index} not scored: {failure.reason}[/yellow]")

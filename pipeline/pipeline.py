@@ -18,7 +18,7 @@ from pipeline.media_inputs import check_query_media
 from pipeline.models import apply_profile
 from pipeline.schema import Query
 from pipeline.search import Result, TwoStageSearch
-from rerankers.base import Reranker
+from rerankers.base import Progress, Reranker
 from rerankers.registry import create_reranker
 from rerankers.request import RerankRequest, RerankResponse, run_request
 
@@ -131,6 +131,8 @@ class Pipeline:
             channels.save()
         return DeleteReport(deleted=removed, unknown=unknown)
 
-    def rerank(self, request: RerankRequest) -> RerankResponse:
+    def rerank(self, request: RerankRequest, progress: Progress | None = None) -> RerankResponse:
+        """Stage two alone, on a request in the reference script's format; ``progress``
+        hears ``(documents done, total)``."""
         check_query_media(request.query_content(), self.config.media)
-        return run_request(self.reranker, request)
+        return run_request(self.reranker, request, progress)

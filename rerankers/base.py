@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -25,17 +25,26 @@ class ScoreReport(BaseModel):
     failures: list[DocumentFailure] = []
 
 
+Progress = Callable[[int, int], None]
+"""Called as documents are scored: ``(done, total)``, ending with ``(total, total)``."""
+
+
+def no_progress(done: int, total: int) -> None:
+    """The progress callback of a caller that shows none."""
+
+
 class ScoreOptions(BaseModel):
     """Per-request settings; None means the backend's configured value. ``instruction``
     states the task (backends that take none ignore it); ``fps`` is the video sampling
     rate for documents that set none of their own; ``max_frames`` caps the frames
-    sampled per video."""
+    sampled per video; ``progress`` hears how many documents are done."""
 
     model_config = ConfigDict(frozen=True)
 
     instruction: str | None = None
     fps: float | None = None
     max_frames: int | None = None
+    progress: Progress = no_progress
 
 
 class RankedDocument(BaseModel):
@@ -60,6 +69,7 @@ class Reranker(Protocol):
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        progress: Progress | None = None,
     ) -> ScoreReport: ...
 
     def score(
@@ -111,11 +121,21 @@ class RerankerBase:
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        progress: Progress | None = None,
     ) -> ScoreReport:
+        """Scores in document order. ``progress`` hears ``(done, total)`` as backends that
+        score in batches finish each, and ``(total, total)`` at the end from every one."""
         if not documents:
             return ScoreReport(scores=[])
-        options = ScoreOptions(instruction=instruction, fps=fps, max_frames=max_frames)
-        return self._score(query, documents, options)
+        options = ScoreOptions(
+            instruction=instruction,
+            fps=fps,
+            max_frames=max_frames,
+            progress=progress or no_progress,
+        )
+        report = self._score(query, documents, options)
+        options.progress(len(documents), len(documents))
+        return report
 
     def score(
         self,

@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from pipeline.schema import Content, Query
-from rerankers.base import DocumentFailure, Reranker, rank_report
+from rerankers.base import DocumentFailure, Progress, Reranker, rank_report
 
 
 class RequestError(ValueError):
@@ -152,7 +152,9 @@ def load_request(path: str | Path) -> RerankRequest:
     return parse_request(data, base_dir=path.resolve().parent, source=str(path))
 
 
-def run_request(reranker: Reranker, request: RerankRequest) -> RerankResponse:
+def run_request(
+    reranker: Reranker, request: RerankRequest, progress: Progress | None = None
+) -> RerankResponse:
     """Score every document once, then rank from those scores."""
     documents = request.document_contents()
     report = reranker.score_report(
@@ -161,6 +163,7 @@ def run_request(reranker: Reranker, request: RerankRequest) -> RerankResponse:
         instruction=request.instruction,
         fps=request.fps,
         max_frames=request.max_frames,
+        progress=progress,
     )
     ranked = rank_report(report, documents, request.top_k)
     return RerankResponse(

@@ -146,12 +146,15 @@ class VllmReranker(RerankerBase):
             "chat_template_kwargs": {"instruction": options.instruction or self.config.instruction},
             "use_activation": True,
         }
+        done = len(documents) - len(encoded)  # unreadable: settled already
         with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
             outcomes = pool.map(lambda b: self._score_batch(payload_base, b, frame_cap), batches)
-            for batch_scores, batch_failures in outcomes:
+            for batch, (batch_scores, batch_failures) in zip(batches, outcomes, strict=True):
                 for index, score in batch_scores.items():
                     scores[index] = score
                 failures.extend(batch_failures)
+                done += len(batch.indices)
+                options.progress(done, len(documents))
         failures.sort(key=lambda failure: failure.index)
         return ScoreReport(scores=scores, failures=failures)
 

@@ -158,3 +158,20 @@ def test_instruction_and_fps_are_accepted(case: Case):
         QUERY, case.documents[:2], instruction="Find posters of cats.", fps=2.0
     )
     assert len(report.scores) == 2
+
+
+def test_progress_counts_up_to_every_document(case: Case):
+    seen: list[tuple[int, int]] = []
+    case.reranker.score_report(QUERY, case.documents, progress=lambda *p: seen.append(p))
+    total = len(case.documents)
+    assert seen and seen[-1] == (total, total)
+    assert all(t == total and 0 <= d <= total for d, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_qwen_progress_advances_per_batch(qwen_config, multimodal_documents):
+    reranker = create_reranker(qwen_config.model_copy(update={"max_batch_size": 1}))
+    seen: list[int] = []
+    reranker.score_report(QUERY, multimodal_documents, progress=lambda done, _: seen.append(done))
+    # One report per forward pass: each readable, distinct pair is its own batch here.
+    assert len(set(seen)) >= 4

@@ -52,14 +52,17 @@ def score_in_batches(
     max_batch_tokens: int,
     max_batch_size: int,
     release_memory: Callable[[], None] = lambda: None,
+    on_batch: Callable[[BatchOutcome], None] = lambda outcome: None,
 ) -> BatchOutcome:
-    """Run ``forward`` (indices -> scores, same order) over packed batches."""
+    """Run ``forward`` (indices -> scores, same order) over packed batches; ``on_batch``
+    sees the outcome so far after each batch that ran or failed for good."""
     outcome = BatchOutcome()
     pending = pack_by_token_budget(lengths, max_batch_tokens, max_batch_size)
     while pending:
         batch = pending.pop(0)
         error = _try_forward(batch, forward, outcome)
         if error is None:
+            on_batch(outcome)
             continue
         # Retry outside the except block, so the failed attempt's tensors are freed first.
         release_memory()
@@ -69,6 +72,7 @@ def score_in_batches(
                 f"out of memory even alone ({lengths[index]} tokens); lower max_pixels, "
                 f"max_frames or max_length ({error})"
             )
+            on_batch(outcome)
             continue
         half = len(batch) // 2
         logger.warning(

@@ -23,7 +23,7 @@ import torch
 from pipeline.hub import WEIGHT_FILES, is_hub_id, quiet_loading, require_hub_model
 from pipeline.schema import Content
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
-from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, score_in_batches
+from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, BatchOutcome, score_in_batches
 from rerankers.qwen3_vl.config import (
     CPU_BATCH_TOKENS,
     GPU_BATCH_TOKENS,
@@ -133,12 +133,19 @@ class Qwen3VLRerankerBackend(RerankerBase):
         order = sorted(set(encoded) - set(repeats))
         pairs = [encoded[i] for i in order]
         prefix = self._shared_prefix(pairs)
+        settled = len(documents) - len(pairs)  # unreadable, and repeats of another pair
+
+        def report(outcome: BatchOutcome) -> None:
+            done = settled + len(outcome.scores) + len(outcome.failures)
+            options.progress(done, len(documents))
+
         outcome = score_in_batches(
             [len(pair) for pair in pairs],
             lambda batch: self._forward([pairs[j] for j in batch], prefix),
             self._load().batch_tokens,
             self.config.max_batch_size,
             release_memory=self._release_memory,
+            on_batch=report,
         )
         scores = [math.nan] * len(documents)
         for position, score in outcome.scores.items():
