@@ -18,7 +18,7 @@ from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.faiss_install import check_single_faiss
 from indexers.manifest import Manifest
-from indexers.milvus_hybrid import ChannelQuery, NativeRanker
+from indexers.milvus.hybrid import ChannelQuery, NativeRanker
 from indexers.store import EmbeddedVector
 from pipeline.config import Config
 from pipeline.filters import Filter
@@ -45,6 +45,11 @@ class SearchIndex(Protocol):
     def get(self, asset_id: str) -> Asset | None: ...
     def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]: ...
     def vector_count(self) -> int: ...
+    def metadata_fields(self) -> frozenset[str]:
+        """The dotted paths (``dims.w``) of the metadata fields at least one asset has:
+        counted once, then kept in step by writes, so cheap to ask before each search."""
+        ...
+
     def search(
         self, query: Query | str | Path, k: int = 10, filter: Filter | str | None = None
     ) -> list[SearchHit]: ...
@@ -91,7 +96,7 @@ class NativeFusionIndex(Protocol):
 def _backend_class(backend: str) -> type:
     check_single_faiss()  # every backend imports faiss (the manifest records its version)
     if backend == "milvus":
-        from indexers.milvus_index import MilvusIndex
+        from indexers.milvus.index import MilvusIndex
 
         return MilvusIndex
     from indexers.index import Index

@@ -25,7 +25,7 @@ from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.faiss_index import INDEX_FILE, FaissFileError, FaissIndex, min_training_vectors
 from indexers.hits import HitFields, gather_batch
-from indexers.index_inputs import as_filter, as_query, check_item, check_queries
+from indexers.index_inputs import as_filter, check_item, check_queries
 from indexers.lifecycle import CommitOnExit, FailureLog, warn_if_settings_differ
 from indexers.manifest import (
     MANIFEST_FILE,
@@ -37,6 +37,7 @@ from indexers.manifest import (
     validate_index_config,
 )
 from indexers.media_paths import MediaPaths
+from indexers.query_embedding import SearchByContent
 from indexers.rows import AssetHits, RowMap, best_row_per_asset
 from indexers.store import (
     MODALITIES,
@@ -44,9 +45,9 @@ from indexers.store import (
     EmbeddedVector,
     MetadataStore,
 )
-from pipeline.config import Config, EmbedderConfig, MediaConfig
+from pipeline.config import Config
 from pipeline.filters import Filter
-from pipeline.schema import Asset, Modality, Query, SearchHit
+from pipeline.schema import Asset, Modality, SearchHit
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class _Subset:
     assets: int
 
 
-class Index(FailureLog, CommitOnExit):
+class Index(FailureLog, CommitOnExit, SearchByContent):
     """Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. Thread-safe; one
     writing process per directory. As a context manager it commits on a clean exit."""
 
@@ -96,7 +97,7 @@ class Index(FailureLog, CommitOnExit):
         self._rows.extend(store.row_table())
         self._asset_count = store.asset_count()
         self._faiss: FaissIndex | None = None  # loaded or rebuilt at the first sync
-        self._hit_fields: HitFields | None = None  # loaded at the first search
+        self._hit_fields: HitFields | None = None  # loaded when a search first needs it
         self._faiss_through = 0  # highest row id the in-memory FAISS index has caught up to
         self._pending_removals: list[np.ndarray] = []
         self._unsaved = False
@@ -208,6 +209,12 @@ class Index(FailureLog, CommitOnExit):
     def vector_count(self) -> int:
         return self._rows.live_count
 
+    def metadata_fields(self) -> frozenset[str]:
+        """The dotted paths (``dims.w``) of the metadata fields at least one asset has:
+        counted from the search's in-memory metadata once, then kept in step by writes."""
+        with self._lock:
+            return self._loaded_hit_fields().metadata_fields()
+
     @property
     def faiss(self) -> FaissIndex:
         """The synced FAISS side (for diagnostics and benchmarks)."""
@@ -217,18 +224,6 @@ class Index(FailureLog, CommitOnExit):
             return self._faiss
 
     # -- searching -----------------------------------------------------------------------
-
-    def search(
-        self, query: Query | str | Path, k: int = 10, filter: Filter | str | None = None
-    ) -> list[SearchHit]:
-        """Embed ``query`` (a str is text, a Path an image, or a video by its type) with
-        the index's embedder and return the best ``k`` assets whose metadata match
-        ``filter`` (see ``pipeline.filters``)."""
-        from indexers.embedders import embed_query
-
-        media = MediaConfig.model_validate(self.manifest.media)
-        vector = embed_query(self._query_embedder(), as_query(query), media)
-        return self.search_vectors(np.asarray(vector, dtype=np.float32)[None, :], k, filter)[0]
 
     def search_vectors(
         self,
@@ -257,14 +252,13 @@ class Index(FailureLog, CommitOnExit):
         parsed = as_filter(filter)
         with self._lock:
             self._sync()
-            if self._hit_fields is None:
-                self._hit_fields = HitFields.load(self._store.hit_fields())
+            hit_fields = self._loaded_hit_fields()
             subset = self._subset(parsed, modalities)
             batches = [
                 gather_batch(
                     self._best_assets(queries[start : start + _QUERY_BATCH], k, subset),
                     self._rows,
-                    self._hit_fields,
+                    hit_fields,
                 )
                 # At least one (maybe empty) chunk, so zero queries give an empty batch.
                 for start in range(0, max(1, len(queries)), _QUERY_BATCH)
@@ -425,14 +419,10 @@ class Index(FailureLog, CommitOnExit):
         if self._faiss is not None and len(removed_rows):
             self._pending_removals.append(removed_rows)
 
-    def _query_embedder(self) -> Embedder:
-        if self._embedder is None:
-            from indexers.embedders import create_embedder
-
-            embedder = create_embedder(EmbedderConfig.model_validate(self.manifest.embedder))
-            self.manifest.check_model(embedder.model_id, embedder.dim)
-            self._embedder = embedder
-        return self._embedder
+    def _loaded_hit_fields(self) -> HitFields:
+        if self._hit_fields is None:
+            self._hit_fields = HitFields.load(self._store.hit_fields())
+        return self._hit_fields
 
 
 def _clear_empty_index(directory: Path) -> None:

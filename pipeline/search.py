@@ -15,7 +15,7 @@ channels are fused here, in Python, as always. ``auto`` (the default) also requi
 native fusion gives exactly the Python result: for ``rrf`` it does whenever no asset spans
 several Milvus entities (a video of several frames does), so ``auto`` fuses in Python on
 such an index; ``weighted`` always differs (Milvus normalises scores with arctan, not
-min-max; see :mod:`indexers.milvus_hybrid`). ``on`` fuses natively whenever the query and
+min-max; see :mod:`indexers.milvus.hybrid`). ``on`` fuses natively whenever the query and
 index allow, and the config must allow it. A filter Milvus reads differently from
 :mod:`pipeline.filters` falls back to Python for that query. Native results carry the fused
 score only: their ``recall`` (per-channel scores and ranks) is empty.
@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from indexers.backends import NativeFusionIndex
-from indexers.milvus_hybrid import (
+from indexers.milvus.hybrid import (
     ChannelQuery,
     NativeFusionUnavailable,
     NativeRanker,
@@ -41,6 +41,7 @@ from indexers.milvus_hybrid import (
 )
 from pipeline.config import Config, native_fusion_problem
 from pipeline.filters import Filter, parse_filter
+from pipeline.filters.fields import unknown_field_warning, unknown_fields
 from pipeline.fusion import ChannelHit, FusedHit, create_fuser, fold, parent_by
 from pipeline.schema import Asset, Content, Modality, Query, SearchHit
 
@@ -109,6 +110,8 @@ class TwoStageSearch:
         if query.is_empty:
             raise ValueError("the query has no text, image or video")
         parsed = parse_filter(filter) if isinstance(filter, str) else filter
+        if parsed is not None:
+            self._warn_of_unknown_fields(parsed)
         rerank_on = self.config.rerank.enabled if rerank is None else rerank
         size = max(top_k, self.config.rerank.top_n) if rerank_on else top_k
         fused = self._native_fusion(query, parsed, size)
@@ -120,6 +123,13 @@ class TwoStageSearch:
             return _finish([_result(hit, i) for i, hit in enumerate(fused, 1)], top_k, None)
         candidates = fused[: self.config.rerank.top_n]
         return _finish(self._rerank(query, candidates), top_k, self.config.rerank.min_score)
+
+    def _warn_of_unknown_fields(self, parsed: Filter) -> None:
+        """Once per search, before any channel runs: a field no asset has makes its
+        comparisons UNKNOWN everywhere, so results go missing with no other sign why."""
+        known = self.index.metadata_fields()
+        for field in unknown_fields(parsed, known):
+            logger.warning("%s", unknown_field_warning(field, known))
 
     # -- stage one -----------------------------------------------------------------------
 

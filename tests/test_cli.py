@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
 
 
 @pytest.fixture()
@@ -21,8 +25,6 @@ def runner(monkeypatch) -> CliRunner:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    import os
-
     out = tmp_path_factory.mktemp("cli") / "examples-index"
     os.environ["VLSEARCH_MODELS"] = "tiny"
     try:
@@ -66,6 +68,30 @@ def test_search_with_a_metadata_filter(runner, built):
     assert ids == {"sku-cat-poster", "sku-camera-print"}
     bad = runner.invoke(app, [*args, "--filter", "price << 5"])
     assert bad.exit_code == 2 and "column" in bad.output
+
+
+def test_a_filter_field_no_asset_has_is_warned_of_on_stderr(built):
+    """In a process of its own, as a user runs it: the logging the command sets up is what
+    carries the warning (under pytest the root logger already has handlers)."""
+    env = {
+        **os.environ,
+        "VLSEARCH_MODELS": "tiny",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    args = ["search", "--index", str(built), "--text", "x", "--no-rerank", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args, "--filter", 'colour == "red"'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""  # no asset has colour, so nothing matches
+    stderr = " ".join(result.stderr.split())  # rich wraps long lines
+    warning = "filter field 'colour': no asset in the index has it; fields in the index: "
+    assert stderr.count(warning) == 1  # once per search, not once per recall channel
+    assert warning + "category, price" in stderr
 
 
 def test_one_query_kind_at_a_time(runner, built):

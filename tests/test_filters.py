@@ -23,6 +23,7 @@ from pipeline.filters import (
     kind_of,
     parse_filter,
 )
+from pipeline.filters.fields import unknown_field_warning, unknown_fields
 
 # -- a real SQLite table, the way the index store keeps metadata -----------------------
 
@@ -147,6 +148,30 @@ def test_the_ast_is_typed():
             Not(In(("color",), ("red",))),
         )
     )
+
+
+def test_fields_are_the_paths_every_predicate_reads():
+    parsed = parse_filter("not (a == 1) and (b.c in [1, 2] or 3 < d < 5) or a != null")
+    assert parsed.fields() == {"a", "b.c", "d"}
+
+
+def test_unknown_fields_count_a_parent_of_known_fields_as_known():
+    parsed = parse_filter("dims == 1 or dims.w == 2 or dim.w == 3 or dims.w.x == 4")
+    assert unknown_fields(parsed, {"dims.w", "price"}) == ["dim.w", "dims.w.x"]
+
+
+def test_unknown_field_warning_suggests_the_nearest_field_or_lists_some():
+    known = {"color", "price", "dims.w"}
+    assert unknown_field_warning("colour", known) == (
+        "filter field 'colour': no asset in the index has it; did you mean 'color'?"
+    )
+    assert unknown_field_warning("zzz", known) == (
+        "filter field 'zzz': no asset in the index has it; fields in the index: "
+        "color, dims.w, price"
+    )
+    many = {f"field{i:02d}" for i in range(12)}
+    assert unknown_field_warning("zzz", many).endswith("field09 and 2 more")
+    assert unknown_field_warning("zzz", set()).endswith("the assets have no metadata")
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ pytest.importorskip("milvus_lite", reason="needs vlsearch[milvus]")
 
 from indexers.backends import NativeFusionIndex, create_index, open_index
 from indexers.index import EmbeddedVector
-from indexers.milvus_hybrid import ChannelQuery, RrfRanker, WeightedRanker
+from indexers.milvus.hybrid import ChannelQuery, RrfRanker, WeightedRanker
 from pipeline.config import ConfigError, validate_config
 from pipeline.filters import parse_filter
 from pipeline.fusion import ChannelHit, FusionConfig, RrfFuser

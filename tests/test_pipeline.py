@@ -6,6 +6,7 @@ Random weights make rankings meaningless: these tests check what every stage rep
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -63,6 +64,27 @@ def test_text_query_uses_both_clip_channels_and_filters(shop):
     for result in results:
         fused = sum(1 / (60 + stage.rank) for stage in result.recall.values())
         assert result.fused.score == pytest.approx(fused)
+
+
+def test_a_filter_field_no_asset_has_is_warned_of_once_with_the_nearest_field(shop, caplog):
+    pipeline, out = shop
+    with caplog.at_level(logging.WARNING, logger="pipeline.search"):
+        results = pipeline.search(
+            out, Query(text="a print"), filter='categry == "posters" or price < 20', rerank=False
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pipeline.search"]
+    # Two recall channels ran, and one warning came.
+    assert warnings == [
+        "filter field 'categry': no asset in the index has it; did you mean 'category'?"
+    ]
+    assert {r.id for r in results} == {"sku-cat-poster", "sku-espresso-cup"}  # still searched
+
+
+def test_a_filter_on_fields_the_assets_have_warns_of_nothing(shop, caplog):
+    pipeline, out = shop
+    with caplog.at_level(logging.WARNING, logger="pipeline.search"):
+        pipeline.search(out, Query(text="a print"), filter='category == "posters"', rerank=False)
+    assert [r for r in caplog.records if r.name == "pipeline.search"] == []
 
 
 def test_without_rerank_the_fused_order_is_final(shop):

@@ -20,7 +20,7 @@ What Milvus Lite 3.2 (pymilvus 3.0) does, found by running it:
   not group in Milvus: it asks for every fused entity (the sum of the requests' limits) and
   keeps each asset's best entity itself.
 * Nullable vector fields are accepted but their null rows come back from searches, so
-  :mod:`indexers.milvus_schema` stores zeros plus a ``has_<field>`` flag instead.
+  :mod:`indexers.milvus.schema` stores zeros plus a ``has_<field>`` flag instead.
 
 Because fusion is per entity, native fusion equals the Python fusion of the per-channel
 asset lists exactly when every asset is one entity (no video of several frames); a video's
@@ -38,11 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from indexers.milvus_schema import CLIP_IMAGE, SCALAR_OUTPUT, has
+from indexers.milvus.schema import CLIP_IMAGE, MAX_TOPK, SCALAR_OUTPUT, has
 from pipeline.filters import Filter
 from pipeline.schema import SearchHit
 
-MAX_TOPK = 16_384
 _TIE_DIGITS = 12  # fused scores equal to this many digits are ties (summation order)
 
 

@@ -33,6 +33,8 @@ OPTIONAL_FIELDS = (TEXT_DENSE,)
 
 MAX_ID_BYTES = 65_535
 MAX_PARTITION_BYTES = 512
+MAX_TOPK = 16_384
+"""Milvus refuses a search limit above this: over-fetching stops there."""
 SCALAR_OUTPUT = ["asset_id", "modality", "timestamp", "metadata"]
 _INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf_flat": "IVF_FLAT", "ivf_pq": "IVF_PQ"}
 
@@ -75,6 +77,17 @@ def create_collection(
     client.create_collection(
         settings.collection, schema=schema, index_params=index_params, consistency_level="Strong"
     )
+
+
+def checked_extra_fields(fields: Mapping[str, int]) -> dict[str, int]:
+    """``fields`` (optional vector field -> dim) when each is one this layout knows."""
+    for field, dim in fields.items():
+        if field not in OPTIONAL_FIELDS or not isinstance(dim, int) or dim < 1:
+            raise ValueError(
+                f"extra vector field {field!r}: must be one of {list(OPTIONAL_FIELDS)} with a "
+                f"positive dim, got {dim!r}"
+            )
+    return dict(fields)
 
 
 def vector_fields(client: Any, collection: str) -> dict[str, int]:
