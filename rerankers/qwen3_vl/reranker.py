@@ -407,7 +407,7 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
         kwargs.update(_four_bit_kwargs(dtype, device))
     with quiet_loading(path):
         full_model = Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
-        processor = AutoProcessor.from_pretrained(path, padding_side="left")
+        processor = AutoProcessor.from_pretrained(path, padding_side="left", **_fast_images())
     if not config.load_in_4bit:
         full_model = full_model.to(device)
     full_model.eval()
@@ -431,6 +431,15 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
         batch_tokens=resolve_batch_tokens(config.max_batch_tokens, device),
         vision=VisionEncoder(model, config.vision_cache_bytes) if takes_encoder_outputs else None,
     )
+
+
+def _fast_images() -> dict[str, Any]:
+    """transformers 4.x picks the fast image processor by default and warns that it does
+    on every load; asking for it by name is silent and changes nothing. 5 has no other
+    kind and deprecates the flag."""
+    from transformers import __version__
+
+    return {"use_fast": True} if int(__version__.split(".")[0]) < 5 else {}
 
 
 def _cache_argument(model: Any) -> str:
