@@ -18,6 +18,7 @@ from indexers.batch import SearchBatch
 from indexers.embedders.base import Embedder
 from indexers.faiss_install import check_single_faiss
 from indexers.manifest import Manifest
+from indexers.metadata_fields import FIELD_SAMPLE
 from indexers.milvus.hybrid import ChannelQuery, NativeRanker
 from indexers.store import EmbeddedVector
 from pipeline.config import Config
@@ -45,9 +46,15 @@ class SearchIndex(Protocol):
     def get(self, asset_id: str) -> Asset | None: ...
     def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]: ...
     def vector_count(self) -> int: ...
-    def metadata_fields(self) -> frozenset[str]:
-        """The dotted paths (``dims.w``) of the metadata fields at least one asset has:
-        counted once, then kept in step by writes, so cheap to ask before each search."""
+    def has_metadata_field(self, path: str) -> bool:
+        """Whether at least one asset's metadata holds a value (not null) at the dotted
+        ``path`` (``dims.w``; an object counts too, so ``dims`` does): the backend's own
+        query, which stops at the first such asset, so cheap when the field is there."""
+        ...
+
+    def metadata_fields(self, sample: int = FIELD_SAMPLE) -> frozenset[str]:
+        """The dotted paths of the metadata fields of up to ``sample`` assets (to suggest
+        one: a full scan only when the index is no larger)."""
         ...
 
     def search(

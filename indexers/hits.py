@@ -7,14 +7,11 @@ Each asset's id, and its id and metadata as the JSON text its hits end with, liv
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
 from indexers.batch import NO_MODALITY, SearchBatch
-from indexers.metadata_fields import FieldCounts
 from indexers.rows import AssetHits, RowMap
 from indexers.store import MODALITIES
 
@@ -28,14 +25,11 @@ class HitFields:
     About 120 bytes plus the id (twice) and metadata JSON per asset: ~150 MiB for 1M assets
     with short ids and metadata. The store stays the source of truth: the owner loads this
     from it and refreshes the assets each write touches (:meth:`set` after :meth:`forget`).
-    The metadata field paths are counted from the tails on first asking, and kept in step
-    from then on.
     """
 
     def __init__(self) -> None:
         self._ids = np.full(0, None, dtype=object)
         self._tails = np.full(0, None, dtype=object)
-        self._field_counts: FieldCounts | None = None
 
     @classmethod
     def load(cls, chunks: Iterable[tuple[np.ndarray, list[str], list[str]]]) -> HitFields:
@@ -49,25 +43,13 @@ class HitFields:
         if not len(ordinals):
             return
         self._grow_to(int(ordinals.max()) + 1)
-        self._uncount(ordinals)
         self._ids[ordinals] = _column(ids)
         self._tails[ordinals] = _column(tails)
-        if self._field_counts is not None:
-            for tail in tails:
-                self._field_counts.add(_metadata_of(tail))
 
     def forget(self, ordinals: np.ndarray) -> None:
         ordinals = ordinals[(ordinals >= 0) & (ordinals < len(self._tails))]
-        self._uncount(ordinals)
         self._ids[ordinals] = None
         self._tails[ordinals] = None
-
-    def metadata_fields(self) -> frozenset[str]:
-        """The dotted paths of the metadata fields at least one asset has."""
-        if self._field_counts is None:
-            held = (tail for tail in self._tails if tail is not None)
-            self._field_counts = FieldCounts.of(_metadata_of(tail) for tail in held)
-        return self._field_counts.fields()
 
     def of(self, ordinals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ids and JSON tails of the given ordinals (None for -1 or a forgotten asset)."""
@@ -77,15 +59,6 @@ class HitFields:
         inside = (ordinals >= 0) & (ordinals < len(self._tails))
         safe = np.where(inside, ordinals, 0)
         return np.where(inside, self._ids[safe], None), np.where(inside, self._tails[safe], None)
-
-    def _uncount(self, ordinals: np.ndarray) -> None:
-        """Take the assets held at ``ordinals`` out of the field counts, if counted (once
-        each: a write's ordinals come one per removed row)."""
-        if self._field_counts is None:
-            return
-        for tail in self._tails[np.unique(ordinals)]:
-            if tail is not None:
-                self._field_counts.remove(_metadata_of(tail))
 
     def _grow_to(self, size: int) -> None:
         if size <= len(self._tails):
@@ -115,11 +88,6 @@ def _column(strings: list[str]) -> np.ndarray:
     column = np.empty(len(strings), dtype=object)
     column[:] = strings
     return column
-
-
-def _metadata_of(tail: str) -> dict[str, Any]:
-    """The metadata in a hit's JSON tail (``"id":..,"metadata":{..}}``)."""
-    return json.loads("{" + tail)["metadata"]
 
 
 def _grown(column: np.ndarray, capacity: int) -> np.ndarray:

@@ -37,6 +37,7 @@ from indexers.manifest import (
     validate_index_config,
 )
 from indexers.media_paths import MediaPaths
+from indexers.metadata_fields import FIELD_SAMPLE, fields_of
 from indexers.query_embedding import SearchByContent
 from indexers.rows import AssetHits, RowMap, best_row_per_asset
 from indexers.store import (
@@ -209,11 +210,13 @@ class Index(FailureLog, CommitOnExit, SearchByContent):
     def vector_count(self) -> int:
         return self._rows.live_count
 
-    def metadata_fields(self) -> frozenset[str]:
-        """The dotted paths (``dims.w``) of the metadata fields at least one asset has:
-        counted from the search's in-memory metadata once, then kept in step by writes."""
+    def has_metadata_field(self, path: str) -> bool:
         with self._lock:
-            return self._loaded_hit_fields().metadata_fields()
+            return self._store.has_metadata_path(path.split("."))
+
+    def metadata_fields(self, sample: int = FIELD_SAMPLE) -> frozenset[str]:
+        with self._lock:
+            return fields_of(self._store.metadata_sample(sample))
 
     @property
     def faiss(self) -> FaissIndex:

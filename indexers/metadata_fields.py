@@ -1,9 +1,8 @@
 """Which metadata fields an index's assets have, as the dotted paths a filter names them by
-(``dims.w`` for ``{"dims": {"w": 3}}``), counted per asset so deletes can take them away."""
+(``dims.w`` for ``{"dims": {"w": 3}}``)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -20,34 +19,11 @@ def field_paths(metadata: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield path
 
 
-class FieldCounts:
-    """Per field path, how many assets have it. Callers add an asset's metadata when it is
-    written and remove the same metadata when it is replaced or deleted."""
+FIELD_SAMPLE = 100_000
+"""Assets whose metadata :func:`fields_of` reads at most: enough to name the fields of an
+index for a suggestion, without reading a million assets' metadata to make one."""
 
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._fields: frozenset[str] | None = frozenset()
 
-    @classmethod
-    def of(cls, metadata: Iterable[Mapping[str, Any]]) -> FieldCounts:
-        counts = cls()
-        for one in metadata:
-            counts.add(one)
-        return counts
-
-    def add(self, metadata: Mapping[str, Any]) -> None:
-        self._counts.update(set(field_paths(metadata)))
-        self._fields = None
-
-    def remove(self, metadata: Mapping[str, Any]) -> None:
-        for path in set(field_paths(metadata)):
-            self._counts[path] -= 1
-            if self._counts[path] <= 0:
-                del self._counts[path]
-        self._fields = None
-
-    def fields(self) -> frozenset[str]:
-        """The paths at least one asset has (worked out again only after a change)."""
-        if self._fields is None:
-            self._fields = frozenset(self._counts)
-        return self._fields
+def fields_of(metadata: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """Every path in any of ``metadata``."""
+    return frozenset(path for one in metadata for path in field_paths(one))

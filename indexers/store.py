@@ -219,6 +219,25 @@ class MetadataStore:
             found.update((row[0], _asset_of(row, paths)) for row in rows)
         return found
 
+    def has_metadata_path(self, keys: Sequence[str]) -> bool:
+        """Whether any asset's metadata holds a value (not null) at ``keys``, nested in
+        that order: SQLite stops at the first asset that does."""
+        path = "$." + ".".join('"' + key.replace('"', '\\"') + '"' for key in keys)
+        found = self._db.execute(
+            "SELECT 1 FROM assets WHERE coalesce(json_type(metadata, ?), 'null') != 'null' "
+            "LIMIT 1",
+            (path,),
+        ).fetchone()
+        return found is not None
+
+    def metadata_sample(self, limit: int) -> Iterator[dict[str, Any]]:
+        """The metadata of up to ``limit`` assets, in storage order."""
+        rows = self._db.execute(
+            "SELECT metadata FROM assets WHERE metadata IS NOT NULL LIMIT ?", (limit,)
+        )
+        for (text,) in rows:
+            yield json.loads(text)
+
     def hit_fields(
         self, ordinals: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, list[str], list[str]]]:

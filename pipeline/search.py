@@ -41,7 +41,7 @@ from indexers.milvus.hybrid import (
 )
 from pipeline.config import Config, native_fusion_problem
 from pipeline.filters import Filter, parse_filter
-from pipeline.filters.fields import unknown_field_warning, unknown_fields
+from pipeline.filters.fields import unknown_field_warning
 from pipeline.fusion import ChannelHit, FusedHit, create_fuser, fold, parent_by
 from pipeline.schema import Asset, Content, Modality, Query, SearchHit
 
@@ -127,9 +127,11 @@ class TwoStageSearch:
     def _warn_of_unknown_fields(self, parsed: Filter) -> None:
         """Once per search, before any channel runs: a field no asset has makes its
         comparisons UNKNOWN everywhere, so results go missing with no other sign why."""
-        known = self.index.metadata_fields()
-        for field in unknown_fields(parsed, known):
-            logger.warning("%s", unknown_field_warning(field, known))
+        missing = sorted(f for f in parsed.fields() if not self.index.has_metadata_field(f))
+        if missing:
+            known = self.index.metadata_fields()  # read only now: for the suggestions
+            for field in missing:
+                logger.warning("%s", unknown_field_warning(field, known))
 
     # -- stage one -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from pipeline.filters import (
     kind_of,
     parse_filter,
 )
-from pipeline.filters.fields import unknown_field_warning, unknown_fields
+from pipeline.filters.fields import unknown_field_warning
 
 # -- a real SQLite table, the way the index store keeps metadata -----------------------
 
@@ -153,11 +153,6 @@ def test_the_ast_is_typed():
 def test_fields_are_the_paths_every_predicate_reads():
     parsed = parse_filter("not (a == 1) and (b.c in [1, 2] or 3 < d < 5) or a != null")
     assert parsed.fields() == {"a", "b.c", "d"}
-
-
-def test_unknown_fields_count_a_parent_of_known_fields_as_known():
-    parsed = parse_filter("dims == 1 or dims.w == 2 or dim.w == 3 or dims.w.x == 4")
-    assert unknown_fields(parsed, {"dims.w", "price"}) == ["dim.w", "dims.w.x"]
 
 
 def test_unknown_field_warning_suggests_the_nearest_field_or_lists_some():

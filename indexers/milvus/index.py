@@ -29,6 +29,7 @@ background thread that a process must wait for at exit), ``hnsw`` HNSW, ``ivf_fl
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
@@ -51,7 +52,7 @@ from indexers.manifest import (
     validate_index_config,
 )
 from indexers.media_paths import MediaPaths
-from indexers.metadata_fields import FieldCounts
+from indexers.metadata_fields import FIELD_SAMPLE, fields_of
 from indexers.milvus.connection import (
     TOKEN_ENV,
     configured_token,
@@ -79,6 +80,7 @@ from indexers.query_embedding import SearchByContent
 from indexers.store import EmbeddedVector, MetadataStore
 from pipeline.config import Config
 from pipeline.filters import Filter
+from pipeline.filters.milvus import json_ref
 from pipeline.schema import Asset, Modality, SearchHit
 
 logger = logging.getLogger(__name__)
@@ -119,7 +121,6 @@ class MilvusIndex(FailureLog, CommitOnExit, SearchByContent):
         # in Milvus Lite, so it is counted once after each write, not per search.
         self._rows_per_asset: float | None = None
         self._single_entities: bool | None = None  # see one_entity_per_asset
-        self._field_counts: FieldCounts | None = None  # see metadata_fields
 
     # -- opening -------------------------------------------------------------------------
 
@@ -232,8 +233,6 @@ class MilvusIndex(FailureLog, CommitOnExit, SearchByContent):
             for row in self._rows_of(asset, vectors, generation, extra)
         ]
         with self._lock:
-            counts = self._take_field_counts()
-            replaced = self._head_metadata(list(latest)) if counts is not None else []
             for start in range(0, len(rows), _WRITE_CHUNK):
                 self._client.insert(self._collection, rows[start : start + _WRITE_CHUNK])
             for chunk in _chunks(list(latest), _ID_CHUNK):
@@ -243,28 +242,16 @@ class MilvusIndex(FailureLog, CommitOnExit, SearchByContent):
                 )
             self._rows_per_asset = None
             self._single_entities = None
-            if counts is not None:
-                for metadata in replaced:
-                    counts.remove(metadata)
-                for asset, _ in latest.values():
-                    counts.add(asset.metadata)
-                self._field_counts = counts
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete assets by id; returns how many of them existed."""
         deleted = 0
         with self._lock:
-            counts = self._take_field_counts()
             for chunk in _chunks(list(dict.fromkeys(ids)), _ID_CHUNK):
-                gone = self._head_metadata(chunk)
-                deleted += len(gone)
+                deleted += self._count(f"head == true and {ids_in(chunk)}")
                 self._client.delete(self._collection, filter=ids_in(chunk))
-                if counts is not None:
-                    for metadata in gone:
-                        counts.remove(metadata)
             self._rows_per_asset = None
             self._single_entities = None
-            self._field_counts = counts
         return deleted
 
     def commit(self) -> None:
@@ -285,14 +272,24 @@ class MilvusIndex(FailureLog, CommitOnExit, SearchByContent):
         with self._lock:
             return sum(self._count(f"{has(field)} == true") for field in (CLIP_IMAGE, CLIP_TEXT))
 
-    def metadata_fields(self) -> frozenset[str]:
-        """The dotted paths (``dims.w``) of the metadata fields at least one asset has:
-        counted over the collection once, then kept in step by this process's writes."""
+    def has_metadata_field(self, path: str) -> bool:
+        reference = json_ref("metadata", tuple(path.split(".")))
         with self._lock:
-            if self._field_counts is None:
-                heads = self._iterate("head == true", ["metadata"])
-                self._field_counts = FieldCounts.of(row["metadata"] for row in heads)
-            return self._field_counts.fields()
+            found = self._client.query(
+                self._collection,
+                filter=f"head == true and exists {reference}",
+                output_fields=["id"],
+                limit=1,
+            )
+        return bool(found)
+
+    def metadata_fields(self, sample: int = FIELD_SAMPLE) -> frozenset[str]:
+        with self._lock:
+            heads = self._iterate("head == true", ["metadata"])
+            try:
+                return fields_of(row["metadata"] for row in itertools.islice(heads, sample))
+            finally:
+                heads.close()  # ends the server-side iterator now, not at garbage collection
 
     @property
     def native_channels(self) -> frozenset[str]:
@@ -474,25 +471,6 @@ class MilvusIndex(FailureLog, CommitOnExit, SearchByContent):
             if key is not None:
                 row["partition"] = partition_value(asset, key)
             yield row
-
-    def _take_field_counts(self) -> FieldCounts | None:
-        """The field counts, if counted, for a write to update and put back: a write that
-        fails midway leaves none, so they are counted afresh when next asked for."""
-        counts, self._field_counts = self._field_counts, None
-        return counts
-
-    def _head_metadata(self, asset_ids: list[str]) -> list[dict[str, Any]]:
-        """The metadata of these assets' head entities: one per asset (or per generation,
-        after a crash mid-upsert), as the field counts counted them."""
-        found: list[dict[str, Any]] = []
-        for chunk in _chunks(asset_ids, _ID_CHUNK):
-            rows = self._client.query(
-                self._collection,
-                filter=f"head == true and {ids_in(chunk)}",
-                output_fields=["metadata"],
-            )
-            found.extend(row["metadata"] for row in rows)
-        return found
 
     def _count(self, expression: str) -> int:
         rows = self._client.query(self._collection, filter=expression, output_fields=["count(*)"])

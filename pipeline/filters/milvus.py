@@ -33,7 +33,7 @@ def _milvus_true(node: Node, field: str) -> str:
     if isinstance(node, Compare):
         return _milvus_compare(node, field, negated=False)
     if isinstance(node, In):
-        ref = _milvus_ref(field, node.path)
+        ref = json_ref(field, node.path)
         return f"{ref} in [{', '.join(_milvus_literal(v) for v in node.values)}]"
     if isinstance(node, Not):
         return _milvus_false(node.operand, field)
@@ -66,7 +66,7 @@ _NEGATED: dict[str, CompareOp] = {
 def _milvus_compare(node: Compare, field: str, negated: bool) -> str:
     if node.value is None:
         raise NotExpressible("comparing with null")
-    ref = _milvus_ref(field, node.path)
+    ref = json_ref(field, node.path)
     op = _NEGATED[node.op] if negated else node.op
     if isinstance(node.value, bool):
         wanted = node.value if op == "==" else not node.value
@@ -77,7 +77,8 @@ def _milvus_compare(node: Compare, field: str, negated: bool) -> str:
     return f"{ref} {op} {literal}"
 
 
-def _milvus_ref(field: str, path: tuple[str, ...]) -> str:
+def json_ref(field: str, path: tuple[str, ...]) -> str:
+    """``field["a"]["b"]``: the key path ``path`` inside the JSON field ``field``."""
     return field + "".join(f"[{_milvus_literal(key)}]" for key in path)
 
 
