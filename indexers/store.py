@@ -224,8 +224,7 @@ class MetadataStore:
         that order: SQLite stops at the first asset that does."""
         path = "$." + ".".join('"' + key.replace('"', '\\"') + '"' for key in keys)
         found = self._db.execute(
-            "SELECT 1 FROM assets WHERE coalesce(json_type(metadata, ?), 'null') != 'null' "
-            "LIMIT 1",
+            "SELECT 1 FROM assets WHERE coalesce(json_type(metadata, ?), 'null') != 'null' LIMIT 1",
             (path,),
         ).fetchone()
         return found is not None

@@ -256,10 +256,15 @@ def search(
     if sum(x is not None for x in (text, image, video)) != 1:
         err.print("[red]error:[/red] give exactly one of --text, --image, --video")
         raise typer.Exit(2)
-    with user_errors():
+    with user_errors(), _scoring_progress("searching") as progress:
         query = Query(text=text, image=image, video=video)
         hits = _pipeline(config, set_).search(
-            index, query, top_k=top_k, filter=filter_, rerank=None if rerank else False
+            index,
+            query,
+            top_k=top_k,
+            filter=filter_,
+            rerank=None if rerank else False,
+            progress=progress,
         )
     if as_json:
         for hit in hits:

@@ -80,10 +80,12 @@ class Pipeline:
         top_k: int = 10,
         filter: str | None = None,
         rerank: bool | None = None,
+        progress: Progress | None = None,
     ) -> list[Result]:
         """Both stages: recall per channel, fusion, rerank of the fused top N (unless
         ``rerank`` is False or the config turns it off). ``filter`` is a metadata
-        expression (see ``pipeline.filters``) applied in every channel."""
+        expression (see ``pipeline.filters``) applied in every channel. ``progress`` hears
+        the reranker's ``(documents done, total)``."""
         check_query_media(query, self.config.media)
         with self.open_index(directory) as index:
             self._warn_if_tiny(index, directory)
@@ -96,7 +98,7 @@ class Pipeline:
                 reranker=lambda: self.reranker,
                 text_vector=channels.query_vector if channels is not None else None,
             )
-            return search.run(query, top_k=top_k, filter=filter, rerank=rerank)
+            return search.run(query, top_k=top_k, filter=filter, rerank=rerank, progress=progress)
 
     def _warn_if_tiny(self, index: SearchIndex, directory: Path) -> None:
         if index.manifest.profile == "tiny" and self.config.profile != "tiny":

@@ -44,6 +44,7 @@ from pipeline.filters import Filter, parse_filter
 from pipeline.filters.fields import unknown_field_warning
 from pipeline.fusion import ChannelHit, FusedHit, create_fuser, fold, parent_by
 from pipeline.schema import Asset, Content, Modality, Query, SearchHit
+from rerankers.base import Progress
 
 CLIP_CHANNELS: dict[str, frozenset[Modality]] = {
     "clip_image": frozenset({"image", "video"}),
@@ -106,7 +107,9 @@ class TwoStageSearch:
         top_k: int = 10,
         filter: str | Filter | None = None,
         rerank: bool | None = None,
+        progress: Progress | None = None,
     ) -> list[Result]:
+        """The best ``top_k`` results; ``progress`` hears the reranker's ``(done, total)``."""
         if query.is_empty:
             raise ValueError("the query has no text, image or video")
         parsed = parse_filter(filter) if isinstance(filter, str) else filter
@@ -122,7 +125,8 @@ class TwoStageSearch:
         if not rerank_on:
             return _finish([_result(hit, i) for i, hit in enumerate(fused, 1)], top_k, None)
         candidates = fused[: self.config.rerank.top_n]
-        return _finish(self._rerank(query, candidates), top_k, self.config.rerank.min_score)
+        reranked = self._rerank(query, candidates, progress)
+        return _finish(reranked, top_k, self.config.rerank.min_score)
 
     def _warn_of_unknown_fields(self, parsed: Filter) -> None:
         """Once per search, before any channel runs: a field no asset has makes its
@@ -249,9 +253,11 @@ class TwoStageSearch:
 
     # -- stage two -----------------------------------------------------------------------
 
-    def _rerank(self, query: Query, candidates: Sequence[FusedHit]) -> list[Result]:
+    def _rerank(
+        self, query: Query, candidates: Sequence[FusedHit], progress: Progress | None
+    ) -> list[Result]:
         documents = [self._document(hit) for hit in candidates]
-        report = self.reranker().score_report(query, documents)
+        report = self.reranker().score_report(query, documents, progress=progress)
         errors = {failure.index: failure.reason for failure in report.failures}
         order = sorted(
             range(len(candidates)),

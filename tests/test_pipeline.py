@@ -54,6 +54,14 @@ def test_ecommerce_image_query_reranks_the_fused_candidates(shop):
     }  # fmt: skip  (faq-returns has no image or video)
 
 
+def test_search_reports_rerank_progress(shop):
+    pipeline, out = shop
+    seen: list[tuple[int, int]] = []
+    results = pipeline.search(out, Query(text="a cat"), top_k=3, progress=lambda *p: seen.append(p))
+    assert len(results) == 3
+    assert seen and seen[-1][0] == seen[-1][1] == 7  # every candidate of the 7 assets scored
+
+
 def test_text_query_uses_both_clip_channels_and_filters(shop):
     pipeline, out = shop
     results = pipeline.search(
