@@ -75,7 +75,7 @@ def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, list[Any]]:
     current: list[Any] = [model]
     parents = current
     for part in loc:
-        tagged = [m for node in current for m in _alternatives(node) if _tag_of(m) == part]
+        tagged = [m for node in current for m in union_members(node) if _tag_of(m) == part]
         children = [child for node in current for child in _children(node, part)]
         if tagged and not children:
             current = tagged
@@ -86,37 +86,37 @@ def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, list[Any]]:
 
 
 def _children(node: Any, part: int | str) -> Iterator[Any]:
-    for alternative in _alternatives(node):
+    for alternative in union_members(node):
         origin = get_origin(alternative)
         if isinstance(part, int) and origin in (list, tuple, set, frozenset):
             for item in get_args(alternative)[:1]:
-                yield from _alternatives(item)
+                yield from union_members(item)
         elif origin is dict and not isinstance(part, int):
-            yield from _alternatives(get_args(alternative)[1])
+            yield from union_members(get_args(alternative)[1])
         elif isinstance(alternative, type) and issubclass(alternative, BaseModel):
             field = alternative.model_fields.get(str(part))
             if field is not None:
-                yield from _alternatives(field.annotation)
+                yield from union_members(field.annotation)
 
 
-def _alternatives(annotation: Any) -> list[Any]:
+def union_members(annotation: Any) -> list[Any]:
     """A union's members (Annotated and Optional unwrapped), or the annotation itself."""
     if get_origin(annotation) is Annotated:
-        return _alternatives(get_args(annotation)[0])
+        return union_members(get_args(annotation)[0])
     if get_origin(annotation) in (Union, types.UnionType):
-        return [m for arg in get_args(annotation) for m in _alternatives(arg)]
+        return [m for arg in get_args(annotation) for m in union_members(arg)]
     return [annotation]
 
 
 def _model_fields(node: Any) -> Iterator[str]:
-    for alternative in _alternatives(node):
+    for alternative in union_members(node):
         if isinstance(alternative, type) and issubclass(alternative, BaseModel):
             yield from alternative.model_fields
 
 
 def _tag_of(node: Any) -> Any:
     """The ``backend`` value that picks this member of a union, if it is one."""
-    for alternative in _alternatives(node):
+    for alternative in union_members(node):
         if isinstance(alternative, type) and issubclass(alternative, BaseModel):
             field = alternative.model_fields.get("backend")
             if field is not None:

@@ -10,12 +10,13 @@ follow as commented-out blocks, every one of their settings included.
 from __future__ import annotations
 
 import textwrap
-import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
+
+from pipeline.config_errors import union_members
 
 WIDTH = 92
 HEADER = """\
@@ -103,7 +104,7 @@ def _about(field: FieldInfo) -> str:
 
 
 def _choices(annotation: Any) -> list[str]:
-    literals = [m for m in _alternatives(annotation) if get_origin(m) is Literal]
+    literals = [m for m in union_members(annotation) if get_origin(m) is Literal]
     values = [str(value) for literal in literals for value in get_args(literal)]
     return values if len(values) > 1 else []  # a backend's own tag offers no choice
 
@@ -114,18 +115,10 @@ def _backend_members(annotation: Any) -> list[type[BaseModel]]:
         annotation = get_args(annotation)[0]
     members = [
         m
-        for m in _alternatives(annotation)
+        for m in union_members(annotation)
         if isinstance(m, type) and issubclass(m, BaseModel) and "backend" in m.model_fields
     ]
     return members if len(members) > 1 else []
-
-
-def _alternatives(annotation: Any) -> list[Any]:
-    if get_origin(annotation) is Annotated:
-        return _alternatives(get_args(annotation)[0])
-    if get_origin(annotation) in (Union, types.UnionType):
-        return [m for arg in get_args(annotation) for m in _alternatives(arg)]
-    return [annotation]
 
 
 def _comment(text: str, indent: int) -> list[str]:

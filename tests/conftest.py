@@ -48,3 +48,21 @@ def tiny_embedder(tiny_config):
     from indexers.embedders import create_embedder
 
     return create_embedder(tiny_config.embedder)
+
+
+@pytest.fixture(scope="session")
+def tiny_examples_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/products.jsonl built by ``vlsearch index build`` on the tiny profile."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = tmp_path_factory.mktemp("examples-index") / "index"
+    os.environ["VLSEARCH_MODELS"] = "tiny"
+    try:
+        argv = ["index", "build", "--input", str(EXAMPLES / "products.jsonl"), "--out", str(out)]
+        result = CliRunner().invoke(app, argv)
+    finally:
+        os.environ.pop("VLSEARCH_MODELS")
+    assert result.exit_code == 0, result.output
+    return out

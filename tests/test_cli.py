@@ -24,17 +24,8 @@ def runner(monkeypatch) -> CliRunner:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "examples-index"
-    os.environ["VLSEARCH_MODELS"] = "tiny"
-    try:
-        result = CliRunner().invoke(
-            app, ["index", "build", "--input", str(EXAMPLES / "products.jsonl"), "--out", str(out)]
-        )
-    finally:
-        os.environ.pop("VLSEARCH_MODELS")
-    assert result.exit_code == 0, result.output
-    return out
+def built(tiny_examples_index) -> Path:
+    return tiny_examples_index
 
 
 def test_build_writes_report_and_errors(built):

@@ -90,7 +90,7 @@ def test_default_yaml_names_every_setting_and_loads_as_the_defaults():
     from pydantic import BaseModel
 
     from pipeline.config import Config
-    from pipeline.config_errors import _alternatives
+    from pipeline.config_errors import union_members
 
     text = (REPO / "configs" / "default.yaml").read_text()
     keys = {line.lstrip("# -").split(":")[0] for line in text.splitlines() if ":" in line}
@@ -102,7 +102,7 @@ def test_default_yaml_names_every_setting_and_loads_as_the_defaults():
             annotation = field.annotation
             if getattr(annotation, "__origin__", None) is list:
                 annotation = annotation.__args__[0]
-            for member in _alternatives(annotation):
+            for member in union_members(annotation):
                 if isinstance(member, type) and issubclass(member, BaseModel):
                     found |= names(member)
         return found

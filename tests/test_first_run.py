@@ -149,20 +149,9 @@ def test_version() -> None:
     assert result.stdout.strip() == f"vlsearch {version('vlsearch')}"
 
 
-@pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory) -> Path:
-    import os
-
-    out = tmp_path_factory.mktemp("first-run") / "index"
-    os.environ["VLSEARCH_MODELS"] = "tiny"
-    try:
-        result = CliRunner().invoke(
-            app, ["index", "build", "--input", str(EXAMPLES / "products.jsonl"), "--out", str(out)]
-        )
-    finally:
-        os.environ.pop("VLSEARCH_MODELS")
-    assert result.exit_code == 0, result.output
-    return out
+@pytest.fixture()
+def tiny_index(tiny_examples_index) -> Path:
+    return tiny_examples_index
 
 
 def test_building_into_an_existing_index_names_the_ways_on(tiny_index, monkeypatch) -> None:
