@@ -159,7 +159,8 @@ def native_fusion_problem(config: Config, backend: str | None = None) -> str | N
     if fusion.method == "rrf" and any(fusion.weight(c) != 1.0 for c in recall.channels):
         return "fusion.weights: Milvus's RRF ranker has no per-channel weights"
     if fusion.method == "weighted" and fusion.normalization != "minmax":
-        return "fusion.normalization 'z' has no Milvus counterpart"
+        # Milvus's WeightedRanker normalises with arctan only (its nearest to min-max).
+        return f"fusion.normalization {fusion.normalization!r} has no Milvus counterpart"
     if recall.fold_by is not None:
         return "recall.fold_by folds each channel before fusion, which Milvus cannot"
     if len(recall.channels) < 2:

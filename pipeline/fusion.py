@@ -8,14 +8,20 @@ best-first list of :class:`ChannelHit`. A :class:`Fuser` merges them by id:
   channel's scores map onto [0, 1] and a hit the channel did not return contributes 0.
   With ``z`` normalisation scores become z-scores, and a missing hit contributes the
   channel's *lowest* z-score: absent from a list is never better than its last entry.
+  With ``dbsf`` (distribution-based score fusion, as Qdrant computes it) a channel's
+  scores map linearly from [mean - 3 sd, mean + 3 sd] (sample standard deviation) onto
+  [0, 1], not clipped (a score beyond 3 sd lands a little outside, as in Qdrant), and a
+  missing hit contributes 0: unlike min-max, one outlying score does not squash the rest
+  of the list.
 * ``max``: ``max_c weight_c * norm_c(score)``, with missing hits valued as for ``weighted``.
 
 Shared rules:
 
 * A channel's rank of an id is its 1-based position in the list; if an id is listed twice
   only its first (best) entry counts.
-* A channel whose scores are all equal (one hit, say) normalises them to 1 (``minmax``) or
-  0 (``z``): it still tells ``rrf`` the order but carries no score information.
+* A channel whose scores are all equal (one hit, say) normalises them to 1 (``minmax``),
+  0 (``z``) or 0.5 (``dbsf``, the middle of its range): it still tells ``rrf`` the order
+  but carries no score information.
 * A NaN or infinite score is unusable: for ``weighted`` and ``max`` that hit counts as
   missing from the channel (it still has its rank, which ``rrf`` uses).
 * A channel of weight 0 has no influence at all: it changes no score and breaks no tie.
@@ -40,6 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 logger = logging.getLogger(__name__)
 
+Normalization = Literal["minmax", "z", "dbsf"]
+DBSF_SPREAD = 3.0  # dbsf's range is mean +- this many standard deviations (Qdrant's)
+
 __all__ = [
     "FUSERS",
     "ChannelHit",
@@ -47,6 +56,7 @@ __all__ = [
     "Fuser",
     "FusionConfig",
     "MaxFuser",
+    "Normalization",
     "RrfFuser",
     "WeightedFuser",
     "create_fuser",
@@ -86,15 +96,26 @@ class FusionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["rrf", "weighted", "max"] = "rrf"
-    k: int = Field(default=60, ge=0)
-    normalization: Literal["minmax", "z"] = "minmax"
-    weights: dict[str, float] = Field(default_factory=dict)
-    """Per channel name; channels not named weigh 1.0."""
-    native: Literal["auto", "on", "off"] = "auto"
-    """Let the index fuse the channels itself (Milvus ``hybrid_search``): ``auto`` does
-    when it gives the same results as fusing here (see ``pipeline.search``), ``on``
-    whenever the query allows (the config must allow it), ``off`` never."""
+    method: Literal["rrf", "weighted", "max"] = Field(
+        default="rrf",
+        description="rrf: reciprocal rank fusion; weighted: a weighted sum of normalised "
+        "scores; max: the best weighted normalised score.",
+    )
+    k: int = Field(default=60, ge=0, description="RRF's rank constant.")
+    normalization: Normalization = Field(
+        default="minmax",
+        description="For weighted and max: minmax onto [0, 1], z-scores, or dbsf (mean +- 3 "
+        "standard deviations onto [0, 1], as Qdrant's distribution-based score fusion).",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="Per channel name; channels not named weigh 1.0."
+    )
+    native: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Let the index fuse the channels itself (Milvus hybrid_search): auto "
+        "does when it gives the same results as fusing here, on whenever the query allows "
+        "(the config must allow it), off never.",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -246,9 +267,7 @@ class _Normalised:
         return self.by_id.get(hit_id, self.missing)
 
 
-def _normalise(
-    channel: str, hits: Sequence[ChannelHit], method: Literal["minmax", "z"]
-) -> _Normalised:
+def _normalise(channel: str, hits: Sequence[ChannelHit], method: Normalization) -> _Normalised:
     raw: dict[str, float] = {}
     for hit in hits:
         if hit.id in raw:
@@ -266,9 +285,9 @@ def _normalise(
         )
     if not usable:
         return _Normalised({}, 0.0)
-    normalise = _minmax(usable) if method == "minmax" else _zscore(usable)
+    normalise = _NORMALISERS[method](usable)
     by_id = {hit_id: normalise(score) for hit_id, score in raw.items() if not math.isnan(score)}
-    missing = 0.0 if method == "minmax" else min(by_id.values())
+    missing = min(by_id.values()) if method == "z" else 0.0
     return _Normalised(by_id, missing)
 
 
@@ -285,6 +304,24 @@ def _zscore(scores: list[float]) -> Callable[[float], float]:
     if spread == 0:
         return lambda score: 0.0
     return lambda score: (score - mean) / spread
+
+
+def _dbsf(scores: list[float]) -> Callable[[float], float]:
+    if len(scores) < 2:
+        return lambda score: 0.5  # no spread to measure: the middle, as Qdrant does
+    mean = math.fsum(scores) / len(scores)
+    deviation = math.sqrt(math.fsum((score - mean) ** 2 for score in scores) / (len(scores) - 1))
+    if deviation == 0:
+        return lambda score: 0.5
+    low, width = mean - DBSF_SPREAD * deviation, 2 * DBSF_SPREAD * deviation
+    return lambda score: (score - low) / width
+
+
+_NORMALISERS: dict[str, Callable[[list[float]], Callable[[float], float]]] = {
+    "minmax": _minmax,
+    "z": _zscore,
+    "dbsf": _dbsf,
+}
 
 
 FUSERS: dict[str, Callable[[FusionConfig], Fuser]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 from hypothesis import given, settings
@@ -95,6 +96,37 @@ def test_weighted_z_scores_missing_as_channel_minimum():
     ]
 
 
+def test_weighted_dbsf_maps_three_sample_deviations_onto_the_unit_range():
+    # A: mean 0.5, sample sd 0.4 -> range [-0.7, 1.7]: x 2/3, y 1/2, z 1/3.
+    # B: mean 7, sample sd sqrt(18) -> y 0.5 + 3 / (6 sqrt 18), w 0.5 - 3 / (6 sqrt 18).
+    # Missing counts 0: y = 1/2 + 0.6178511; x = 2/3; w = 0.3821489; z = 1/3.
+    spread = 3 / (6 * math.sqrt(18))
+    assert ranked(fuse(method="weighted", normalization="dbsf")) == [
+        ("y", pytest.approx(0.5 + 0.5 + spread)),
+        ("x", pytest.approx(2 / 3)),
+        ("w", pytest.approx(0.5 - spread)),
+        ("z", pytest.approx(1 / 3)),
+    ]
+
+
+def test_dbsf_does_not_clip_outliers_as_qdrant_does_not():
+    # 40 hits: b 100 and a 90 lie above mean + 3 sd, low -100 below mean - 3 sd.
+    pairs = [("b", 100.0), ("a", 90.0), ("low", -100.0)]
+    pairs += [(f"c{i:02}", 0.0) for i in range(37)]
+    values = [score for _, score in pairs]
+    mean, deviation = statistics.mean(values), statistics.stdev(values)
+
+    def mapped(score: float) -> float:
+        return (score - (mean - 3 * deviation)) / (6 * deviation)
+
+    fused = ranked(fuse({"A": hits(*pairs)}, top_n=100, method="weighted", normalization="dbsf"))
+    # Beyond the range, the order among the best survives: b above a, both above 1.
+    assert fused[:2] == [("b", pytest.approx(mapped(100.0))), ("a", pytest.approx(mapped(90.0)))]
+    assert fused[1][1] > 1.0
+    assert fused[2:-1] == [(f"c{i:02}", pytest.approx(mapped(0.0))) for i in range(37)]
+    assert fused[-1] == ("low", pytest.approx(mapped(-100.0))) and fused[-1][1] < 0.0
+
+
 def test_max_minmax_breaks_ties_by_best_rank_then_id():
     # x = max(1, 0) = 1; y = max(0.5, 1) = 1; w = max(0, 0); z = max(0, 0)
     # x and y both have a rank 1 somewhere: id order. w (rank 2) before z (rank 3).
@@ -110,6 +142,19 @@ def test_single_hit_channel_normalises_to_one():
         ("q", pytest.approx(-1.0)),
         ("y", pytest.approx(-1.0)),
     ]
+    # dbsf: the one-hit channel sits in the middle, 0.5; two hits are always
+    # 0.5 +- 0.5 / (3 sqrt 2) whatever their scores (mean +- 3 sample sd).
+    assert ranked(fuse(results, method="weighted", normalization="dbsf")) == [
+        ("x", pytest.approx(0.5 + 0.5 / (3 * math.sqrt(2)))),
+        ("q", 0.5),
+        ("y", pytest.approx(0.5 - 0.5 / (3 * math.sqrt(2)))),
+    ]
+    equal = {"A": hits(("x", 2.0), ("y", 2.0), ("z", 2.0))}
+    assert ranked(fuse(equal, method="weighted", normalization="dbsf")) == [
+        ("x", 0.5),
+        ("y", 0.5),
+        ("z", 0.5),
+    ]
 
 
 def test_nan_score_counts_as_missing_for_scores_but_keeps_its_rank():
@@ -119,6 +164,12 @@ def test_nan_score_counts_as_missing_for_scores_but_keeps_its_rank():
     assert weighted[1].channel_ranks == {"A": 2}
     assert math.isnan(weighted[1].channel_scores["A"])
     assert [hit.id for hit in fuse(results)] == ["x", "n", "z"]  # rrf: ranks only
+    # dbsf measures x and z alone; n is missing (0), so below z.
+    assert ranked(fuse(results, method="weighted", normalization="dbsf")) == [
+        ("x", pytest.approx(0.5 + 0.5 / (3 * math.sqrt(2)))),
+        ("z", pytest.approx(0.5 - 0.5 / (3 * math.sqrt(2)))),
+        ("n", 0.0),
+    ]
 
 
 def test_empty_channels_and_top_n():
@@ -163,6 +214,9 @@ def test_config():
         FusionConfig(weights={"bm25": -1})
     with pytest.raises(ValidationError):
         FusionConfig(method="borda")
+    assert FusionConfig(normalization="dbsf").normalization == "dbsf"
+    with pytest.raises(ValidationError, match="normalization"):
+        FusionConfig(normalization="arctan")
 
 
 # -- properties --------------------------------------------------------------------------
@@ -175,7 +229,7 @@ configs = st.builds(
     FusionConfig,
     method=st.sampled_from(["rrf", "weighted", "max"]),
     k=st.integers(0, 100),
-    normalization=st.sampled_from(["minmax", "z"]),
+    normalization=st.sampled_from(["minmax", "z", "dbsf"]),
 )
 
 

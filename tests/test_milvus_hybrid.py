@@ -218,6 +218,8 @@ def test_a_video_of_several_frames_is_counted_once(tmp_path):
     [
         ({"index": {"backend": "faiss"}}, "only 'milvus'"),
         ({"fusion": {"method": "max"}}, "no Milvus ranker"),
+        ({"fusion": {"method": "weighted", "normalization": "z"}}, "'z' has no Milvus"),
+        ({"fusion": {"method": "weighted", "normalization": "dbsf"}}, "'dbsf' has no Milvus"),
         ({"fusion": {"weights": {"clip_text": 2.0}}}, "per-channel weights"),
         ({"recall": {"channels": ["clip_image", "bm25"]}}, "'bm25' is not a Milvus vector"),
         ({"recall": {"channels": ["clip_image", "text_dense"]}}, "'text_dense' is not"),

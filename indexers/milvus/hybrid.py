@@ -11,9 +11,9 @@ What Milvus Lite 3.2 (pymilvus 3.0) does, found by running it:
   per-channel weights.
 * ``WeightedRanker(*w, norm_score=True)`` maps each inner-product score through
   ``0.5 + arctan(s) / pi`` and sums ``w * that`` over the requests that returned the entity
-  (a missing one adds 0). That is not the min-max or z normalisation of
+  (a missing one adds 0). That is not the min-max, z or dbsf normalisation of
   :class:`pipeline.fusion.WeightedFuser`: native weighted scores and orders differ from the
-  Python ones.
+  Python ones, and only ``minmax`` configs may fuse natively (with ``fusion.native: on``).
 * ``group_by_field`` works in hybrid search, but only after fusing per entity (ranks inside
   each request are per entity, not per group, and the group keeps its best entity's score);
   Lite also raises each request's limit to ``3 * limit`` when grouping. So this module does
