@@ -399,9 +399,9 @@ def test_document_fps_wins_over_the_request_fps(
     real_frames_at = media.frames_at
 
     def counting_frames_at(path, times_of, **kwargs):
-        info, frames = real_frames_at(path, times_of, **kwargs)
+        frames = real_frames_at(path, times_of, **kwargs)
         calls.append(len(frames))
-        return info, frames
+        return frames
 
     monkeypatch.setattr(media, "frames_at", counting_frames_at)
     backend.visual_preprocessor.cache.clear()

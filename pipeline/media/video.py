@@ -93,7 +93,7 @@ def sample_video(
     Targets that land on the same frame (sampling faster than the video's own rate, or
     past its end) give that frame once. Memory holds only the frames returned.
     """
-    _, frames = frames_at(
+    frames = frames_at(
         path, lambda info: sample_times(info.duration, fps, max_frames), strategy, max_pixels
     )
     distinct: list[Frame] = []
@@ -108,11 +108,10 @@ def frames_at(
     times_of: Callable[[VideoInfo], list[float]],
     strategy: Strategy = "auto",
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[VideoInfo, list[Frame]]:
-    """The video's header facts and, for each of ``times_of(info)`` (ascending seconds
-    from the first frame, chosen once the header is read), the first frame shown at or
-    after it, the last frame for times past the end: one frame per time, a frame
-    repeated when times share it."""
+) -> list[Frame]:
+    """For each of ``times_of(info)`` (ascending seconds from the first frame, chosen once
+    the header is read), the first frame shown at or after it, the last frame for times
+    past the end: one frame per time, a frame repeated when times share it."""
     if strategy not in ("auto", "seek", "sequential"):
         raise ValueError(f"strategy must be auto, seek or sequential, got {strategy!r}")
     with open_video(path) as (container, stream):
@@ -135,7 +134,7 @@ def frames_at(
                 break
             current = following
         frames.append(Frame(timestamp=facts.clock.seconds(current.ticks), image=current.image))
-    return info, frames
+    return frames
 
 
 def _decode_targets(path: Path, facts: Probe, targets: list[int], chosen: Strategy) -> list[Picked]:

@@ -77,24 +77,22 @@ def file_frame_indices(total_frames: int, count: int) -> list[int]:
 
 
 def file_clip(path: Path, fps: float, max_frames: int, max_image_pixels: int) -> Clip:
-    """The reference's frames of a video file, with their times."""
+    """The reference's frames of a video file, with their times: each chosen frame's index
+    over the average rate (which is also the time it is fetched at)."""
+    times: list[float] = []
 
-    def indices_of(info: media.VideoInfo) -> list[int]:
+    def times_of(info: media.VideoInfo) -> list[float]:
         if info.avg_fps <= 0 or info.frame_count <= 0:
             raise media.MediaError(path, "the video states no frame rate or frame count")
         try:
             count = file_frame_count(info.frame_count, info.avg_fps, fps, max_frames)
         except ValueError as exc:
             raise media.MediaError(path, str(exc)) from None
-        return file_frame_indices(info.frame_count, count)
+        times.extend(i / info.avg_fps for i in file_frame_indices(info.frame_count, count))
+        return times
 
-    info, frames = media.frames_at(
-        path,
-        lambda info: [index / info.avg_fps for index in indices_of(info)],
-        max_pixels=max_image_pixels,
-    )
-    times = tuple(index / info.avg_fps for index in indices_of(info))
-    return Clip(_same_size([frame.image for frame in frames]), times)
+    frames = media.frames_at(path, times_of, max_pixels=max_image_pixels)
+    return Clip(_same_size([frame.image for frame in frames]), tuple(times))
 
 
 def frame_list_clip(
