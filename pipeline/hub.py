@@ -36,10 +36,12 @@ class ModelUnavailable(RuntimeError):
 def require_hub_model(
     role: str, repo_id: str, setting: str, files: Sequence[Sequence[str]]
 ) -> None:
-    """Make sure the ``role`` model ``repo_id`` can load: nothing to do when the hub is
-    reachable; from the cache when it is not and every group in ``files`` has a cached
-    member (any one file of a group will do); else ModelUnavailable. ``setting`` is the
-    config key that names the model, for the message."""
+    """Make sure the ``role`` model ``repo_id`` can load: nothing to do for a local folder
+    or when the hub is reachable; from the cache when it is not and every group in
+    ``files`` has a cached member (any one file of a group will do); else
+    ModelUnavailable. ``setting`` is the config key that names the model, for the message."""
+    if not is_hub_id(repo_id):
+        return
     reason = hub_unreachable()
     if reason is None:
         return

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.hub import WEIGHT_FILES, is_hub_id, quiet_loading, require_hub_model
+from pipeline.hub import WEIGHT_FILES, quiet_loading, require_hub_model
 from pipeline.schema import Content
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.config import CrossEncoderRerankerConfig
@@ -48,8 +48,7 @@ class CrossEncoderReranker(RerankerBase):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model = self.config.model.removeprefix(LOCAL_DIR)
-        if is_hub_id(model):
-            require_hub_model("reranker", model, "reranker.model", [("config.json",), WEIGHT_FILES])
+        require_hub_model("reranker", model, "reranker.model", [("config.json",), WEIGHT_FILES])
         with quiet_loading(model):
             self._model = CrossEncoder(model, device=device, max_length=self.config.max_length)
         logger.info("loaded cross-encoder %s on %s", model, device)

@@ -100,7 +100,8 @@ def test_a_cached_model_loads_offline_without_retries(offline) -> None:
     assert constants.HF_HUB_OFFLINE is True  # the hub clients now read the cache only
 
 
-def test_local_folders_are_not_hub_ids(tmp_path) -> None:
+def test_local_folders_are_not_hub_ids(offline, tmp_path) -> None:
+    hub.require_hub_model("reranker", str(tmp_path), "reranker.model", [("config.json",)])
     assert hub.is_hub_id("Qwen/Qwen3-VL-Reranker-2B")
     assert not hub.is_hub_id(f"local-dir:{tmp_path}")
     assert not hub.is_hub_id(str(tmp_path))

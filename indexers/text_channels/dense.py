@@ -253,11 +253,10 @@ def _load_model(source: str, device: str) -> Any:
             "pip install 'vlsearch[text]'"
         ) from exc
     from indexers.embedders.open_clip import resolve_device
-    from pipeline.hub import WEIGHT_FILES, is_hub_id, quiet_loading, require_hub_model
+    from pipeline.hub import WEIGHT_FILES, quiet_loading, require_hub_model
 
-    if is_hub_id(source):
-        files = [("modules.json",), WEIGHT_FILES]
-        require_hub_model("text_dense", source, "text_channels[text_dense].model", files)
+    files = [("modules.json",), WEIGHT_FILES]
+    require_hub_model("text_dense", source, "text_channels[text_dense].model", files)
     resolved = str(resolve_device(device))
     try:
         with quiet_loading(source):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from pipeline.hub import WEIGHT_FILES, is_hub_id, quiet_loading, require_hub_model
+from pipeline.hub import WEIGHT_FILES, quiet_loading, require_hub_model
 from pipeline.schema import Content
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, BatchOutcome, score_in_batches
@@ -395,9 +395,8 @@ def _load_runtime(config: Qwen3VLRerankerConfig) -> _Runtime:
     path = config.model_path
     if config.model.startswith("local-dir:") and not Path(path).is_dir():
         raise FileNotFoundError(f"reranker model folder {path!r} does not exist")
-    if is_hub_id(path):
-        files = [("config.json",), WEIGHT_FILES, ("preprocessor_config.json",)]
-        require_hub_model("reranker", path, "reranker.model", files)
+    files = [("config.json",), WEIGHT_FILES, ("preprocessor_config.json",)]
+    require_hub_model("reranker", path, "reranker.model", files)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     attention = resolve_attention(config.attn_implementation, device)
