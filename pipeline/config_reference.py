@@ -38,37 +38,34 @@ def render_defaults() -> str:
 
 
 def _setting(name: str, field: FieldInfo, indent: int) -> list[str]:
+    """A top-level setting, and after it the other backends it could take."""
     default = field.get_default(call_default_factory=True)
     members = _backend_members(field.annotation)
     about = _about(field)
     if members:
         tags = " | ".join(m.model_fields["backend"].default for m in members)
         about += f" backend: {tags}; the other backends' settings follow, commented out."
-    lines = _comment(about.strip(), indent)
-    if isinstance(default, BaseModel):
-        lines.append(" " * indent + f"{name}:")
-        lines += _fields(default, indent + 2)
-    else:
-        lines.append(" " * indent + f"{name}: {_value(default)}")
+    lines = _entry(name, about.strip(), default, indent)
     for member in members:
-        if isinstance(default, BaseModel) and isinstance(default, member):
-            continue
-        lines += _alternative(name, member, indent, listed=isinstance(default, list))
+        if not isinstance(default, member):
+            lines += _alternative(name, member, indent, listed=isinstance(default, list))
     return lines
 
 
 def _fields(model: BaseModel, indent: int) -> list[str]:
-    lines: list[str] = []
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            lines += _comment(_about(field), indent)
-            lines.append(" " * indent + f"{name}:")
-            lines += _fields(value, indent + 2)
-        else:
-            lines += _comment(_about(field), indent)
-            lines.append(" " * indent + f"{name}: {_value(value)}")
-    return lines
+    return [
+        line
+        for name, field in type(model).model_fields.items()
+        for line in _entry(name, _about(field), getattr(model, name), indent)
+    ]
+
+
+def _entry(name: str, about: str, value: Any, indent: int) -> list[str]:
+    """``name: value`` under its comment; a section's settings nested below it."""
+    pad = " " * indent
+    if isinstance(value, BaseModel):
+        return [*_comment(about, indent), f"{pad}{name}:", *_fields(value, indent + 2)]
+    return [*_comment(about, indent), f"{pad}{name}: {_value(value)}"]
 
 
 def _alternative(name: str, member: type[BaseModel], indent: int, listed: bool) -> list[str]:
