@@ -43,14 +43,6 @@ def dotted(loc: Loc) -> str:
     return text.lstrip(".") or "<root>"
 
 
-def field_names_at(model: type[BaseModel], loc: Loc) -> set[str]:
-    """The settings a config model accepts at ``loc`` (through lists, unions, dicts)."""
-    current: list[Any] = [model]
-    for part in loc:
-        current = [child for node in current for child in _children(node, part)]
-    return {name for node in current for name in _model_fields(node)}
-
-
 def _explain_one(error: Any, model: type[BaseModel], source_of: SourceOf) -> str:
     loc, parents = _walk(model, tuple(error["loc"]))
     where = source_of(loc)
