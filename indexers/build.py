@@ -118,6 +118,37 @@ def build_index(
     return report
 
 
+@dataclass(frozen=True)
+class ItemFailure:
+    """An item of an upsert that was not stored, and why."""
+
+    item: str
+    stage: str
+    reason: str
+
+
+def upsert_assets(
+    config: Config,
+    embedder: Embedder,
+    index: SearchIndex,
+    channels: ChannelSet,
+    assets: Iterable[Asset],
+) -> tuple[BuildReport, list[ItemFailure]]:
+    """Embed and upsert ``assets`` into an index (and its text channels) that the caller
+    holds open, committed before returning: a server's writes, which must reach the
+    instance it searches. Items that cannot be decoded or stored are returned with their
+    reasons (and logged in the index's errors); the others are stored."""
+    started = time.perf_counter()
+    report = BuildReport(input="<api>", mode="upsert")
+    failures: list[ItemFailure] = []
+    stages = _Stages(config, embedder, index, channels, Path(), report, failures.append)
+    stages.write(stages.checked(iter(assets)), lambda _: None)
+    index.commit()
+    channels.save()
+    report.timings.total_s = time.perf_counter() - started
+    return report, failures
+
+
 def _open_for(mode: BuildMode, config: Config, embedder: Embedder, out: Path) -> SearchIndex:
     extra = _index_vector_fields(config, out)
     if mode == "create":
@@ -156,12 +187,15 @@ class _Stages:
     channels: ChannelSet
     out: Path
     report: BuildReport
+    on_failure: Callable[[ItemFailure], None] = lambda _: None
     # How many input files each asset in flight completes (see iter_source_counted).
     _counts: dict[str, int] = field(default_factory=dict)
 
     def run(self, source: Path, done: set[str], progress: ProgressCallback) -> None:
+        self.write(self._read(source, done, progress), progress)
+
+    def write(self, assets: Iterable[Asset], progress: ProgressCallback) -> None:
         config, timings, report = self.config, self.report.timings, self.report
-        assets = self._read(source, done, progress)
         decoded = _decode_in_order(assets, config, self.embedder, timings)
         for chunk, failures in _chunks(decoded, config, timings):
             embed_started = time.perf_counter()
@@ -169,7 +203,7 @@ class _Stages:
             timings.embed_s += time.perf_counter() - embed_started
             write_started = time.perf_counter()
             self._write(items)
-            self.index.record_failures([(f.item, "decode", f.reason) for f in failures])
+            self._fail([(f.item, "decode", f.reason) for f in failures])
             for asset, _ in items:
                 self.index.clear_failure(asset.id)
             timings.write_s += time.perf_counter() - write_started
@@ -193,8 +227,22 @@ class _Stages:
         extra = {name: self.channels.vectors_of(name, ids) for name in shared}
         self.index.upsert_many(items, extra_vectors=extra)  # type: ignore[call-arg]
 
+    def _fail(self, failures: list[tuple[str, str, str]]) -> None:
+        self.index.record_failures(failures)
+        for item, stage, reason in failures:
+            self.on_failure(ItemFailure(item, stage, reason))
+
+    def checked(self, assets: Iterator[Asset]) -> Iterator[Asset]:
+        """The assets that can be stored; the others fail (read stage) with the reason."""
+        for asset in assets:
+            if problem := asset_storage_problem(asset):
+                self._fail([(asset.id, "read", f"cannot be stored: {problem}")])
+                self.report.failed += 1
+            else:
+                yield asset
+
     def _read(self, source: Path, done: set[str], progress: ProgressCallback) -> Iterator[Asset]:
-        index, report = self.index, self.report
+        report = self.report
         items = iter_source_counted(source, self.config.documents, self.out / "pages")
         while True:
             started = time.perf_counter()
@@ -204,14 +252,14 @@ class _Stages:
                 return
             item, count = next_item
             if isinstance(item, SourceProblem):
-                index.record_failures([(item.item, "read", item.reason)])
+                self._fail([(item.item, "read", item.reason)])
                 setattr(report, item.outcome, getattr(report, item.outcome) + 1)
                 progress(count)
             elif item.id in done:
                 report.already_indexed += 1
                 progress(count)
             elif problem := asset_storage_problem(item):
-                index.record_failures([(item.id, "read", f"cannot be stored: {problem}")])
+                self._fail([(item.id, "read", f"cannot be stored: {problem}")])
                 report.failed += 1
                 progress(count)
             else:

@@ -8,10 +8,12 @@ from the store's texts, so the store is always the truth the channels follow.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,8 +32,21 @@ TextsOf = Callable[[str], str | None]
 """The text the store holds for an asset id (None when it has none or no such id)."""
 
 
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs the method under the set's lock: a server searches while it writes, and a
+    channel (a BM25 model, a vector matrix) is not safe to read while it changes."""
+
+    @functools.wraps(method)
+    def locked(self: ChannelSet, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class ChannelSet:
-    """Every configured text channel of the index in ``index_dir``, by name."""
+    """Every configured text channel of the index in ``index_dir``, by name. Thread-safe:
+    reads and writes take turns."""
 
     def __init__(self, index_dir: Path, channels: Sequence[TextChannel]) -> None:
         self.index_dir = Path(index_dir)
@@ -41,6 +56,7 @@ class ChannelSet:
                 raise ValueError(f"text channel {channel.name!r} is configured twice")
             self._channels[channel.name] = channel
         self._unsaved: set[str] = set()
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, index_dir: Path, configs: Sequence[TextChannelConfig]) -> ChannelSet:
@@ -67,6 +83,7 @@ class ChannelSet:
 
     # -- writing -------------------------------------------------------------------------
 
+    @_serialised
     def add(self, assets: Iterable[Asset]) -> None:
         """Upsert the assets' texts. An asset without text (or with only whitespace, as a
         scanned PDF page) is removed instead, so a replaced asset leaves no stale text."""
@@ -87,6 +104,7 @@ class ChannelSet:
                 channel.add(list(texts), list(texts.values()))
                 self._unsaved.add(name)
 
+    @_serialised
     def delete(self, ids: Sequence[str]) -> int:
         """Remove ids from every channel; returns the most any one channel held."""
         removed = 0
@@ -97,12 +115,14 @@ class ChannelSet:
             removed = max(removed, count)
         return removed
 
+    @_serialised
     def save(self) -> None:
         """Save each changed channel (each save is atomic on its own)."""
         for name in sorted(self._unsaved):
             save_text_channel(self.index_dir, self._channels[name])
         self._unsaved.clear()
 
+    @_serialised
     def reconcile(self, store_ids: set[str], texts_of: TextsOf) -> None:
         """Make every channel hold exactly the store's texts: ids the channel lacks are
         added from ``texts_of``, ids the store no longer has are deleted. Every store id
@@ -139,10 +159,12 @@ class ChannelSet:
             if isinstance(channel, _VectorChannel)
         }
 
+    @_serialised
     def vectors_of(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors channel ``name`` holds for ``ids`` (ids it lacks are left out)."""
         return self._vector_channel(name).vectors_of(ids)
 
+    @_serialised
     def query_vector(self, name: str, query_text: str) -> np.ndarray:
         """The query text encoded by vector channel ``name``'s model."""
         return self._vector_channel(name).encode([query_text])[0]
@@ -153,6 +175,7 @@ class ChannelSet:
             raise TypeError(f"text channel {name!r} holds no vectors")
         return channel
 
+    @_serialised
     def search(self, name: str, query_text: str, k: int) -> list[ChannelHit]:
         """Up to ``k`` hits of one channel for one query text, best first."""
         return self.channel(name).search([query_text], k)[0]

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from indexers.documents.config import DocumentsConfig
 from indexers.text_channels.config import TextChannelConfig
+from pipeline.api.settings import ServeConfig
 from pipeline.config_errors import SourceOf, explain
 from pipeline.fusion import FusionConfig
 from pipeline.settings import (
@@ -129,6 +130,9 @@ class Config(_Strict):
     documents: DocumentsConfig = Field(
         default_factory=DocumentsConfig,
         description="PDF pages and text passages, when a build reads documents.",
+    )
+    serve: ServeConfig = Field(
+        default_factory=ServeConfig, description="`vlsearch serve`: the REST API and its limits."
     )
 
     @model_validator(mode="after")

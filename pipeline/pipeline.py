@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from indexers.backends import SearchIndex, open_index
 from indexers.build import BuildMode, BuildReport, ProgressCallback, build_index
-from indexers.channel_set import ChannelSet
 from indexers.embedders import Embedder, create_embedder, embed_query
 from pipeline.config import Config, EmbedderConfig, load_config
 from pipeline.media_inputs import check_query_media
 from pipeline.models import apply_profile
 from pipeline.schema import Query
-from pipeline.search import Result, TwoStageSearch
+from pipeline.search import Result
 from rerankers.base import Progress, Reranker
 from rerankers.registry import create_reranker
 from rerankers.request import RerankRequest, RerankResponse, run_request
+
+if TYPE_CHECKING:
+    from pipeline.session import IndexSession
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +33,18 @@ logger = logging.getLogger(__name__)
 class DeleteReport(BaseModel):
     deleted: int
     unknown: list[str] = Field(description="Requested ids the index did not hold.")
+
+
+ModelState = Literal["not_loaded", "loading", "loaded"]
+
+
+class RerankerStatus(BaseModel):
+    backend: str
+    model: str
+    state: ModelState
+    loading_for_s: float | None = None
+    device: str | None = None
+    dtype: str | None = None
 
 
 class Pipeline:
@@ -38,7 +55,13 @@ class Pipeline:
         self.config = apply_profile(config)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
-        self._query_embedder: tuple[EmbedderConfig, Embedder] | None = None
+        # The CLIP models indexes were built with, by their config (a server may hold
+        # indexes of several).
+        self._built_with: dict[str, Embedder] = {}
+        # Doors that serve many requests at once (REST, UI) call from several threads:
+        # each model is created once, and load/unload take turns.
+        self._models_lock = threading.RLock()
+        self._reranker_loading_since: float | None = None
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Pipeline:
@@ -46,19 +69,66 @@ class Pipeline:
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = create_embedder(self.config.embedder)
-        return self._embedder
+        with self._models_lock:
+            if self._embedder is None:
+                self._embedder = create_embedder(self.config.embedder)
+            return self._embedder
 
     @property
     def reranker(self) -> Reranker:
         """Stage two as configured; its model loads on the first score."""
-        if self._reranker is None:
-            shared = {"embedder": self._embedder} if self._embedder is not None else {}
-            self._reranker = create_reranker(
-                self.config.reranker, media=self.config.media, **shared
-            )
-        return self._reranker
+        with self._models_lock:
+            if self._reranker is None:
+                shared = {"embedder": self._embedder} if self._embedder is not None else {}
+                self._reranker = create_reranker(
+                    self.config.reranker, media=self.config.media, **shared
+                )
+            return self._reranker
+
+    def load_reranker(self) -> RerankerStatus:
+        """Load stage two's model now (instead of at the first request that needs it)."""
+        reranker = self.reranker
+        with self._models_lock:
+            self._reranker_loading_since = time.monotonic()
+            try:
+                reranker.load()  # type: ignore[attr-defined]
+            finally:
+                self._reranker_loading_since = None
+        return self.reranker_status()
+
+    def unload_reranker(self) -> RerankerStatus:
+        """Free stage two's model; the next request that needs it loads it again."""
+        with self._models_lock:
+            if self._reranker is not None:
+                self._reranker.unload()  # type: ignore[attr-defined]
+        return self.reranker_status()
+
+    def reranker_status(self) -> RerankerStatus:
+        """Whether stage two's model is in memory. Never waits for a load under way."""
+        config = self.config.reranker
+        since = self._reranker_loading_since
+        reranker = self._reranker
+        if since is not None:
+            state: ModelState = "loading"
+        elif reranker is not None and getattr(reranker, "loaded", False):
+            state = "loaded"
+        else:
+            state = "not_loaded"
+        placement = getattr(reranker, "placement", None) if state == "loaded" else None
+        return RerankerStatus(
+            backend=config.backend,
+            model=str(getattr(config, "model", getattr(config, "url", ""))),
+            state=state,
+            loading_for_s=time.monotonic() - since if since is not None else None,
+            device=placement[0] if placement else None,
+            dtype=placement[1] if placement else None,
+        )
+
+    def session(self, directory: Path) -> IndexSession:
+        """The index held open for many searches and writes (see ``pipeline.session``)."""
+        from pipeline.session import IndexSession
+
+        return IndexSession(self, Path(directory))
 
     def build(
         self,
@@ -87,20 +157,13 @@ class Pipeline:
         expression (see ``pipeline.filters``) applied in every channel. ``progress`` hears
         the reranker's ``(documents done, total)``."""
         check_query_media(query, self.config.media)
-        with self.open_index(directory) as index:
-            self._warn_if_tiny(index, directory)
-            channels = self._channels(directory)
-            search = TwoStageSearch(
-                self.config,
-                index,
-                query_vector=lambda q: self._query_vector(index, q),
-                text_search=channels.search if channels is not None else None,
-                reranker=lambda: self.reranker,
-                text_vector=channels.query_vector if channels is not None else None,
+        with self.session(directory) as session:
+            outcome = session.search(
+                query, top_k=top_k, filter=filter, rerank=rerank, progress=progress
             )
-            return search.run(query, top_k=top_k, filter=filter, rerank=rerank, progress=progress)
+        return outcome.results
 
-    def _warn_if_tiny(self, index: SearchIndex, directory: Path) -> None:
+    def warn_if_tiny(self, index: SearchIndex, directory: Path) -> None:
         if index.manifest.profile == "tiny" and self.config.profile != "tiny":
             logger.warning(
                 "index %s was built with the tiny random-weight models "
@@ -109,29 +172,27 @@ class Pipeline:
                 directory,
             )
 
-    def _channels(self, directory: Path) -> ChannelSet | None:
-        if not self.config.text_channels:
-            return None
-        return ChannelSet.open(Path(directory), self.config.text_channels)
-
-    def _query_vector(self, index: SearchIndex, query: Query) -> np.ndarray:
-        """The query embedded by the model the index was built with."""
+    def embedder_of(self, index: SearchIndex) -> Embedder:
+        """The CLIP model the index was built with (its manifest), loaded once."""
         built_with = EmbedderConfig.model_validate(index.manifest.embedder)
-        if self._query_embedder is None or self._query_embedder[0] != built_with:
-            self._query_embedder = (built_with, create_embedder(built_with))
-        return embed_query(self._query_embedder[1], query, self.config.media)
+        key = built_with.model_dump_json()
+        with self._models_lock:
+            if key not in self._built_with:
+                self._built_with[key] = create_embedder(built_with)
+            return self._built_with[key]
+
+    def embedder_loaded(self, index: SearchIndex) -> bool:
+        key = EmbedderConfig.model_validate(index.manifest.embedder).model_dump_json()
+        return key in self._built_with
+
+    def query_vector(self, index: SearchIndex, query: Query) -> np.ndarray:
+        """The query embedded by the model the index was built with."""
+        return embed_query(self.embedder_of(index), query, self.config.media)
 
     def delete(self, directory: Path, ids: Sequence[str]) -> DeleteReport:
         """Delete assets by id; ids the index does not hold are reported, not errors."""
-        with self.open_index(directory) as index:
-            unknown = [asset_id for asset_id in dict.fromkeys(ids) if asset_id not in index]
-            removed = index.delete(list(ids))
-            index.commit()
-        channels = self._channels(directory)
-        if channels is not None:
-            channels.delete(list(ids))
-            channels.save()
-        return DeleteReport(deleted=removed, unknown=unknown)
+        with self.session(directory) as session:
+            return session.delete(ids)
 
     def rerank(self, request: RerankRequest, progress: Progress | None = None) -> RerankResponse:
         """Stage two alone, on a request in the reference script's format; ``progress``

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,41 @@ class Result(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class RerankOptions(BaseModel):
+    """Stage two's settings for one search; None keeps the reranker's configured value."""
+
+    instruction: str | None = None
+    fps: float | None = Field(default=None, gt=0.0)
+
+
+class SearchTimings(BaseModel):
+    """Seconds per stage of one search. Embedding the query (CLIP, text_dense) counts
+    apart from the channel searches; an index that fuses natively counts its one fused
+    search as recall."""
+
+    embed_s: float = 0.0
+    recall_s: float = 0.0
+    fusion_s: float = 0.0
+    rerank_s: float = 0.0
+    total_s: float = 0.0
+
+
+class _StageClock:
+    """Adds the time spent inside ``with clock("recall_s"):`` to that field of timings."""
+
+    def __init__(self, timings: SearchTimings) -> None:
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            setattr(self.timings, stage, getattr(self.timings, stage) + elapsed)
+
+
 class TwoStageSearch:
     """One query through both stages, as ``config`` says. ``index`` is the stage-one
     ``SearchIndex``; ``query_vector`` embeds a query with the index's CLIP model;
@@ -100,6 +137,8 @@ class TwoStageSearch:
         self.text_search = text_search
         self.reranker = reranker
         self.text_vector = text_vector
+        self.timings = SearchTimings()
+        self._clock = _StageClock(self.timings)
 
     def run(
         self,
@@ -108,8 +147,12 @@ class TwoStageSearch:
         filter: str | Filter | None = None,
         rerank: bool | None = None,
         progress: Progress | None = None,
+        options: RerankOptions | None = None,
     ) -> list[Result]:
-        """The best ``top_k`` results; ``progress`` hears the reranker's ``(done, total)``."""
+        """The best ``top_k`` results; ``progress`` hears the reranker's ``(done, total)``;
+        ``options`` are stage two's per-request settings. Seconds per stage are left in
+        ``self.timings``."""
+        started = time.perf_counter()
         if query.is_empty:
             raise ValueError("the query has no text, image or video")
         parsed = parse_filter(filter) if isinstance(filter, str) else filter
@@ -117,16 +160,25 @@ class TwoStageSearch:
             self._warn_of_unknown_fields(parsed)
         rerank_on = self.config.rerank.enabled if rerank is None else rerank
         size = max(top_k, self.config.rerank.top_n) if rerank_on else top_k
-        fused = self._native_fusion(query, parsed, size)
+        with self._clock("recall_s"):
+            fused = self._native_fusion(query, parsed, size)
         if fused is None:
-            recalled = self._recall(query, parsed)
-            folded = {name: self._fold(hits) for name, hits in recalled.items()}
-            fused = create_fuser(self.config.fusion).fuse(folded, size)
+            with self._clock("recall_s"):
+                recalled = self._recall(query, parsed)
+            with self._clock("fusion_s"):
+                folded = {name: self._fold(hits) for name, hits in recalled.items()}
+                fused = create_fuser(self.config.fusion).fuse(folded, size)
         if not rerank_on:
-            return _finish([_result(hit, i) for i, hit in enumerate(fused, 1)], top_k, None)
-        candidates = fused[: self.config.rerank.top_n]
-        reranked = self._rerank(query, candidates, progress)
-        return _finish(reranked, top_k, self.config.rerank.min_score)
+            results = _finish([_result(hit, i) for i, hit in enumerate(fused, 1)], top_k, None)
+        else:
+            candidates = fused[: self.config.rerank.top_n]
+            with self._clock("rerank_s"):
+                reranked = self._rerank(query, candidates, progress, options or RerankOptions())
+            results = _finish(reranked, top_k, self.config.rerank.min_score)
+        # The query's vectors were made inside the recall clock: move their time apart.
+        self.timings.recall_s -= self.timings.embed_s
+        self.timings.total_s = time.perf_counter() - started
+        return results
 
     def _warn_of_unknown_fields(self, parsed: Filter) -> None:
         """Once per search, before any channel runs: a field no asset has makes its
@@ -151,7 +203,7 @@ class TwoStageSearch:
         for name in self.channels_for(query):
             k = self.config.recall.top_k_of(name)
             if name in CLIP_CHANNELS:
-                vector = self.query_vector(query) if vector is None else vector
+                vector = self._embed(query) if vector is None else vector
                 found = self.index.search_vectors(
                     vector[None, :], k, filter=parsed, modalities=CLIP_CHANNELS[name]
                 )[0]
@@ -215,9 +267,14 @@ class TwoStageSearch:
 
     def _channel_vector(self, name: str, query: Query) -> np.ndarray:
         if name in CLIP_CHANNELS:
-            return self.query_vector(query)
+            return self._embed(query)
         assert self.text_vector is not None  # native_ranker checked
-        return self.text_vector(name, query.text or "")
+        with self._clock("embed_s"):
+            return self.text_vector(name, query.text or "")
+
+    def _embed(self, query: Query) -> np.ndarray:
+        with self._clock("embed_s"):
+            return self.query_vector(query)
 
     def _text_recall(self, name: str, text: str, k: int, parsed: Filter | None) -> list[ChannelHit]:
         if self.text_search is None:
@@ -254,10 +311,20 @@ class TwoStageSearch:
     # -- stage two -----------------------------------------------------------------------
 
     def _rerank(
-        self, query: Query, candidates: Sequence[FusedHit], progress: Progress | None
+        self,
+        query: Query,
+        candidates: Sequence[FusedHit],
+        progress: Progress | None,
+        options: RerankOptions,
     ) -> list[Result]:
         documents = [self._document(hit) for hit in candidates]
-        report = self.reranker().score_report(query, documents, progress=progress)
+        report = self.reranker().score_report(
+            query,
+            documents,
+            instruction=options.instruction,
+            fps=options.fps,
+            progress=progress,
+        )
         errors = {failure.index: failure.reason for failure in report.failures}
         order = sorted(
             range(len(candidates)),

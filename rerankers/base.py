@@ -23,6 +23,9 @@ class ScoreReport(BaseModel):
 
     scores: list[float]
     failures: list[DocumentFailure] = []
+    tokens: int | None = None
+    """Prompt tokens of the pairs scored (what a rerank API bills as usage); None for a
+    backend that does not count them."""
 
 
 Progress = Callable[[int, int], None]

@@ -32,6 +32,14 @@ class CrossEncoderReranker(RerankerBase):
     def loaded(self) -> bool:
         return self._model is not None
 
+    @property
+    def placement(self) -> tuple[str, str] | None:
+        """(device, dtype) of the loaded model; None while not loaded."""
+        if self._model is None:
+            return None
+        dtype = next(self._model.model.parameters()).dtype
+        return str(self._model.device), str(dtype).removeprefix("torch.")
+
     def load(self) -> None:
         if self._model is not None:
             return

@@ -115,6 +115,14 @@ class Qwen3VLRerankerBackend(RerankerBase):
     def visual_preprocessor(self) -> VisualPreprocessor:
         return self._load().visuals
 
+    @property
+    def placement(self) -> tuple[str, str] | None:
+        """(device, dtype) of the loaded model; None while not loaded."""
+        runtime = self._runtime
+        if runtime is None:
+            return None
+        return str(runtime.device), str(runtime.model.dtype).removeprefix("torch.")
+
     def load(self) -> None:
         self._load()
 
@@ -159,6 +167,7 @@ class Qwen3VLRerankerBackend(RerankerBase):
         return ScoreReport(
             scores=scores,
             failures=[DocumentFailure(index=i, reason=failures[i]) for i in sorted(failures)],
+            tokens=sum(len(pair) for pair in encoded.values()),
         )
 
     def prompt_lengths(

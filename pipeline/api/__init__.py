@@ -1,0 +1,1 @@
+"""The REST API (``vlsearch serve``): a thin door onto one ``Pipeline``."""

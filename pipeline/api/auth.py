@@ -1,0 +1,63 @@
+"""Bearer tokens: one for every /v1 route, optionally another for writes and models.
+
+Tokens come from ``VLSEARCH_API_TOKEN`` / ``VLSEARCH_ADMIN_TOKEN`` or from the files that
+``serve.token_file`` / ``serve.admin_token_file`` name (Docker secrets). They are compared
+in constant time, so response timing says nothing about how much of a guess was right.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.api.settings import ServeConfig
+from pipeline.settings import ConfigError
+
+API_TOKEN_ENV = "VLSEARCH_API_TOKEN"
+ADMIN_TOKEN_ENV = "VLSEARCH_ADMIN_TOKEN"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    api: str | None
+    admin: str | None
+
+    @classmethod
+    def from_settings(cls, serve: ServeConfig) -> Tokens:
+        api = _token(API_TOKEN_ENV, serve.token_file, "serve.token_file")
+        admin = _token(ADMIN_TOKEN_ENV, serve.admin_token_file, "serve.admin_token_file")
+        return cls(api=api, admin=admin)
+
+    @property
+    def required(self) -> bool:
+        return self.api is not None or self.admin is not None
+
+    def allows(self, authorization: str | None, admin: bool) -> bool:
+        """Whether an ``Authorization`` header grants a route (``admin``: a write or model
+        route, which takes the admin token when one is set, else the API token)."""
+        # An admin route takes the admin token alone when one is set; ordinary routes are
+        # open when only an admin token is set.
+        wanted = (self.admin or self.api) if admin else self.api
+        if wanted is None:
+            return True
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), wanted.encode())
+
+
+def _token(variable: str, path: Path | None, key: str) -> str | None:
+    value = os.environ.get(variable)
+    if value is None and path is not None:
+        try:
+            value = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path} ({exc.strerror or exc})") from None
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"{variable if path is None else key}: the token is empty")
+    return value

@@ -1,0 +1,517 @@
+"""What the routes call: the served indexes, the model stages and the media rules.
+
+Route functions only parse HTTP and call one method here; the method prepares the
+request's media, runs the pipeline in the right model stage (see ``pipeline.api.gate``)
+and shapes the answer. Searching, scoring and writing stay in ``Pipeline`` and
+``IndexSession``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from PIL import Image
+
+from pipeline.api.auth import Tokens
+from pipeline.api.gate import Saturated, StageGate, StageTimeout
+from pipeline.api.media_in import MediaInputs, MediaRefused, Wanted
+from pipeline.api.metrics import Metrics
+from pipeline.api.schemas import (
+    AssetIn,
+    CohereMeta,
+    CohereRerankRequest,
+    CohereRerankResponse,
+    CohereResult,
+    EmbedderStatus,
+    IndexList,
+    IndexSummary,
+    MediaItem,
+    ModelsResponse,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    Usage,
+)
+from pipeline.pipeline import DeleteReport, Pipeline, RerankerStatus
+from pipeline.schema import Asset, Content, Query
+from pipeline.search import RerankOptions, Result
+from pipeline.session import IndexInfo, IndexSession, SearchOutcome, UpsertReport
+from rerankers.base import ScoreReport
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+UPLOAD_PREFIX = "upload:"
+
+
+class NotFound(Exception):
+    pass
+
+
+class NotReady(Exception):
+    pass
+
+
+class LimitExceeded(Exception):
+    def __init__(self, status: int, field: str, reason: str, limit: str) -> None:
+        self.status, self.field, self.reason, self.limit = status, field, reason, limit
+        super().__init__(f"{field}: {reason}")
+
+
+@dataclass
+class ServedIndex:
+    name: str
+    directory: Path
+    session: IndexSession | None = None
+    error: str | None = None
+
+
+class Service:
+    def __init__(self, pipeline: Pipeline, indexes: Mapping[str, Path]) -> None:
+        self.pipeline = pipeline
+        self.serve = pipeline.config.serve
+        self.tokens = Tokens.from_settings(self.serve)
+        self.metrics = Metrics()
+        serve = self.serve
+        self.gates = {
+            name: StageGate(name, serve.max_concurrency, serve.max_queue, serve.retry_after_s)
+            for name in ("embed", "rerank")
+        }
+        for name, gate in self.gates.items():
+            self.metrics.watch_gate(name, lambda g=gate: g.queued, lambda g=gate: g.in_stage)
+        self.metrics.model_loaded.labels("reranker").set_function(
+            lambda: float(self.pipeline.reranker_status().state == "loaded")
+        )
+        self.indexes = {name: ServedIndex(name, Path(path)) for name, path in indexes.items()}
+        self._opened = threading.Event()
+        self._scratch = Path(tempfile.mkdtemp(prefix="vlsearch-serve-"))
+
+    # -- life ----------------------------------------------------------------------------
+
+    def open_indexes(self) -> None:
+        """Open every index (run in a thread at start-up: /readyz says 503 meanwhile). An
+        index that cannot open is reported by /readyz and /v1/indexes; the others serve."""
+        for served in self.indexes.values():
+            try:
+                served.session = self.pipeline.session(served.directory)
+            except Exception as exc:  # any failure is reported, never fatal to the rest
+                served.error = f"{served.directory}: {exc}"
+                logger.error("index %s cannot be served: %s", served.name, served.error)
+        self._opened.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._opened.is_set() and all(s.session is not None for s in self.indexes.values())
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "indexes": {
+                name: "open" if s.session else (s.error or "opening")
+                for name, s in self.indexes.items()
+            },
+        }
+
+    def close(self) -> None:
+        for gate in self.gates.values():
+            gate.shutdown()
+        for served in self.indexes.values():
+            if served.session is not None:
+                served.session.close()
+                served.session = None
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def session(self, name: str) -> IndexSession:
+        served = self.indexes.get(name)
+        if served is None:
+            known = ", ".join(sorted(self.indexes)) or "none"
+            raise NotFound(f"no index named {name!r} is served (served: {known})")
+        if served.session is None:
+            raise NotReady(served.error or f"index {name!r} is still opening")
+        return served.session
+
+    # -- search --------------------------------------------------------------------------
+
+    async def search(
+        self, name: str, request: SearchRequest, uploads: Mapping[str, bytes] | None = None
+    ) -> SearchResponse:
+        session = self.session(name)
+        self._check_top(request.top_k, "top_k")
+        rerank_on = (
+            self.pipeline.config.rerank.enabled if request.rerank is None else request.rerank
+        )
+        options = RerankOptions(instruction=request.instruction, fps=request.fps)
+
+        def work(inputs: MediaInputs) -> SearchOutcome:
+            query = Query(**self._fields(request.query, inputs, "query", uploads or {}))
+            if rerank_on:
+                self._ensure_reranker()
+            outcome = session.search(
+                query, request.top_k, request.filter, request.rerank, options=options
+            )
+            self.metrics.observe_search(outcome.timings)
+            return outcome
+
+        outcome = await self._in_stage("rerank" if rerank_on else "embed", work)
+        return SearchResponse(
+            index=name,
+            results=[self._with_urls(name, result) for result in outcome.results],
+            timings=outcome.timings,
+        )
+
+    def _with_urls(self, name: str, result: Result) -> SearchResult:
+        base = f"/v1/indexes/{quote(name, safe='')}/assets/{quote(result.id, safe='')}"
+        media = f"{base}/media"
+        if result.best_timestamp is not None:
+            media += f"#t={result.best_timestamp:.3f}"
+        thumbnail = f"{base}/thumbnail"
+        if result.best_timestamp is not None:
+            thumbnail += f"?t={result.best_timestamp:.3f}"
+        fields = result.model_dump()
+        return SearchResult(**fields, media_url=media, thumbnail_url=thumbnail)
+
+    # -- rerank --------------------------------------------------------------------------
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        self._check_documents(len(request.documents))
+        if request.top_n is not None:
+            self._check_top(request.top_n, "top_n")
+        items = [MediaItem(text=d) if isinstance(d, str) else d for d in request.documents]
+        query = MediaItem(text=request.query) if isinstance(request.query, str) else request.query
+        report = await self._score(
+            query, items, request.instruction, request.fps, request.max_frames
+        )
+        order = _ranked(report)[: request.top_n]
+        reasons = {f.index: f.reason for f in report.failures}
+        results = [
+            RerankResult(
+                index=i,
+                relevance_score=None if math.isnan(report.scores[i]) else report.scores[i],
+                document=_echo(items[i]) if request.return_documents else None,
+                error=reasons.get(i),
+            )
+            for i in order
+        ]
+        tokens = report.tokens or 0
+        return RerankResponse(
+            id=f"rerank-{uuid.uuid4().hex}",
+            model=self._model_name(),
+            results=results,
+            usage=Usage(total_tokens=tokens, prompt_tokens=tokens),
+        )
+
+    async def cohere_rerank(self, request: CohereRerankRequest) -> CohereRerankResponse:
+        self._check_documents(len(request.documents))
+        if request.top_n is not None:
+            self._check_top(request.top_n, "top_n")
+        items = [MediaItem(text=d) for d in request.documents]
+        report = await self._score(MediaItem(text=request.query), items, None, None, None)
+        scored = [i for i in _ranked(report) if not math.isnan(report.scores[i])]
+        warnings = [f"document {f.index} not scored: {f.reason}" for f in report.failures]
+        return CohereRerankResponse(
+            id=str(uuid.uuid4()),
+            results=[
+                CohereResult(index=i, relevance_score=report.scores[i])
+                for i in scored[: request.top_n]
+            ],
+            meta=CohereMeta(warnings=warnings),
+        )
+
+    async def _score(
+        self,
+        query_item: MediaItem,
+        items: Sequence[MediaItem],
+        instruction: str | None,
+        fps: float | None,
+        max_frames: int | None,
+    ) -> ScoreReport:
+        """Scores in document order; a document whose media cannot be read fails alone
+        (403 and 413 refusals still refuse the whole request)."""
+
+        def work(inputs: MediaInputs) -> ScoreReport:
+            query = Query(**self._fields(query_item, inputs, "query", {}))
+            if query.is_empty:
+                raise MediaRefused(422, "query", "the query has no text, image or video")
+            documents, unreadable = self._documents(items, inputs)
+            self._ensure_reranker()
+            readable = [i for i in range(len(items)) if i not in unreadable]
+            report = self.pipeline.reranker.score_report(
+                query,
+                [documents[i] for i in readable],
+                instruction=instruction,
+                fps=fps,
+                max_frames=max_frames,
+            )
+            return _merged(report, readable, unreadable, len(items))
+
+        return await self._in_stage("rerank", work)
+
+    def _documents(
+        self, items: Sequence[MediaItem], inputs: MediaInputs
+    ) -> tuple[dict[int, Content], dict[int, str]]:
+        documents: dict[int, Content] = {}
+        unreadable: dict[int, str] = {}
+        for i, item in enumerate(items):
+            try:
+                content = Content(**self._fields(item, inputs, f"documents[{i}]", {}))
+            except MediaRefused as exc:
+                if exc.status != 422:
+                    raise
+                unreadable[i] = exc.reason
+                continue
+            if content.is_empty:
+                unreadable[i] = "the document has no text, image or video"
+            else:
+                documents[i] = content
+        return documents, unreadable
+
+    def _ensure_reranker(self) -> None:
+        """Load stage two under the pipeline's lock, so concurrent first requests load
+        it once."""
+        if self.pipeline.reranker_status().state != "loaded":
+            self.pipeline.load_reranker()
+
+    def _model_name(self) -> str:
+        return self.pipeline.reranker_status().model
+
+    # -- index upkeep --------------------------------------------------------------------
+
+    def list_indexes(self) -> IndexList:
+        return IndexList(
+            indexes=[
+                IndexSummary(
+                    name=s.name,
+                    ready=s.session is not None,
+                    error=s.error,
+                    assets=len(s.session.index) if s.session is not None else None,
+                )
+                for s in self.indexes.values()
+            ]
+        )
+
+    def info(self, name: str) -> IndexInfo:
+        return self.session(name).info()
+
+    async def upsert(
+        self, name: str, assets: Sequence[AssetIn], uploads: Mapping[str, bytes] | None = None
+    ) -> UpsertReport:
+        session = self.session(name)
+        if len(assets) > self.serve.max_assets_per_upsert:
+            limit = self.serve.max_assets_per_upsert
+            raise LimitExceeded(
+                413,
+                "assets",
+                f"{len(assets)} assets; serve.max_assets_per_upsert is {limit}",
+                "serve.max_assets_per_upsert",
+            )
+
+        def work(_: MediaInputs) -> UpsertReport:
+            # The media live in the index, beside the assets that name them.
+            stored = MediaInputs(
+                self.serve, self.pipeline.config.media, session.directory / "media"
+            )
+            rows = [
+                Asset(
+                    id=row.id,
+                    metadata=row.metadata,
+                    **self._fields(row, stored, f"assets[{i}]", uploads or {}),
+                )
+                for i, row in enumerate(assets)
+            ]
+            return session.upsert(rows)
+
+        # A write is never abandoned half-way by a timeout: it gets no deadline.
+        return await self._in_stage("embed", work, timeout_s=None)
+
+    def delete(self, name: str, asset_id: str) -> DeleteReport:
+        report = self.session(name).delete([asset_id])
+        if report.unknown:
+            raise NotFound(f"index {name!r} holds no asset {asset_id!r}")
+        return report
+
+    # -- media ---------------------------------------------------------------------------
+
+    def asset(self, name: str, asset_id: str) -> Asset:
+        asset = self.session(name).get(asset_id)
+        if asset is None:
+            raise NotFound(f"index {name!r} holds no asset {asset_id!r}")
+        return asset
+
+    def media_file(self, name: str, asset_id: str, frame: int = 0) -> Path:
+        """The asset's own file: its image (a PDF page's render), its video, or one of its
+        frames. Only paths the index holds: nothing from the request names a file."""
+        asset = self.asset(name, asset_id)
+        if isinstance(asset.image, Path):
+            return _existing(asset.image, name, asset_id)
+        if isinstance(asset.video, Path):
+            return _existing(asset.video, name, asset_id)
+        if isinstance(asset.video, list) and asset.video:
+            if not 0 <= frame < len(asset.video):
+                raise NotFound(f"asset {asset_id!r} has {len(asset.video)} frames, no {frame}")
+            return _existing(Path(asset.video[frame]), name, asset_id)  # type: ignore[arg-type]
+        raise NotFound(f"asset {asset_id!r} has no image or video (a text asset)")
+
+    def thumbnail(self, name: str, asset_id: str, at: float | None = None) -> bytes:
+        """A small JPEG: the image, the PDF page, or the video's frame at ``at`` seconds
+        (its first frame when none is given)."""
+        from pipeline.media import frames_at, load_image
+
+        asset = self.asset(name, asset_id)
+        media = self.pipeline.config.media
+        if isinstance(asset.video, Path) and asset.image is None:
+            path = _existing(asset.video, name, asset_id)
+            image = frames_at(path, [max(at or 0.0, 0.0)], max_pixels=media.max_image_pixels)[
+                0
+            ].image
+        else:
+            image = load_image(self.media_file(name, asset_id), max_pixels=media.max_image_pixels)
+        image = image.convert("RGB")
+        image.thumbnail(
+            (self.serve.thumbnail_px, self.serve.thumbnail_px), Image.Resampling.LANCZOS
+        )
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+    # -- models --------------------------------------------------------------------------
+
+    def models(self) -> ModelsResponse:
+        embedders = [
+            EmbedderStatus(
+                index=s.name,
+                model=str(s.session.index.manifest.embedder.get("model")),
+                loaded=self.pipeline.embedder_loaded(s.session.index),
+            )
+            for s in self.indexes.values()
+            if s.session is not None
+        ]
+        return ModelsResponse(reranker=self.pipeline.reranker_status(), embedders=embedders)
+
+    def load_reranker(self) -> RerankerStatus:
+        return self.pipeline.load_reranker()
+
+    def unload_reranker(self) -> RerankerStatus:
+        return self.pipeline.unload_reranker()
+
+    # -- shared --------------------------------------------------------------------------
+
+    async def _in_stage(
+        self,
+        stage: str,
+        work: Callable[[MediaInputs], T],
+        timeout_s: float | None = -1.0,
+    ) -> T:
+        """``work`` in a model stage with a scratch folder for the request's media, removed
+        when the work ends (even after a timeout answered the client)."""
+        folder = self._scratch / uuid.uuid4().hex
+
+        def run() -> T:
+            try:
+                return work(MediaInputs(self.serve, self.pipeline.config.media, folder))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        deadline = self.serve.request_timeout_s if timeout_s == -1.0 else timeout_s
+        try:
+            return await self.gates[stage].run(run, deadline)
+        except Saturated:
+            self.metrics.rejected.labels(stage, "saturated").inc()
+            raise
+        except StageTimeout:
+            self.metrics.rejected.labels(stage, "timeout").inc()
+            raise
+
+    def _fields(
+        self,
+        item: MediaItem | AssetIn,
+        inputs: MediaInputs,
+        field: str,
+        uploads: Mapping[str, bytes],
+    ) -> dict[str, Any]:
+        """Content keyword arguments with every media string made a checked file."""
+
+        def one(value: str, where: str, wanted: Wanted) -> Path:
+            if value.startswith(UPLOAD_PREFIX):
+                part = value.removeprefix(UPLOAD_PREFIX)
+                if part not in uploads:
+                    raise MediaRefused(422, where, f"no uploaded file part named {part!r}")
+                return inputs.from_bytes(uploads[part], where, wanted)
+            return inputs.from_string(value, where, wanted)
+
+        image = one(item.image, f"{field}.image", "image") if item.image else None
+        video: Path | list[Path] | None = None
+        if isinstance(item.video, list):
+            if len(item.video) > self.serve.max_video_frames:
+                inputs.frames(item.video, f"{field}.video")  # raises, naming the limit
+            video = [one(v, f"{field}.video[{i}]", "image") for i, v in enumerate(item.video)]
+        elif item.video:
+            video = one(item.video, f"{field}.video", "video")
+        fields: dict[str, Any] = {"text": item.text, "image": image, "video": video}
+        if isinstance(item, AssetIn):
+            fields["fps"] = item.fps
+        return fields
+
+    def _check_top(self, value: int, field: str) -> None:
+        if value > self.serve.max_top_k:
+            raise LimitExceeded(
+                422, field, f"{value}; serve.max_top_k is {self.serve.max_top_k}", "serve.max_top_k"
+            )
+
+    def _check_documents(self, count: int) -> None:
+        if count > self.serve.max_documents:
+            limit = self.serve.max_documents
+            raise LimitExceeded(
+                413,
+                "documents",
+                f"{count} documents; serve.max_documents is {limit}",
+                "serve.max_documents",
+            )
+
+
+def _ranked(report: ScoreReport) -> list[int]:
+    scores = report.scores
+    return sorted(
+        range(len(scores)),
+        key=lambda i: (math.isnan(scores[i]), -scores[i] if not math.isnan(scores[i]) else 0),
+    )
+
+
+def _merged(
+    report: ScoreReport, readable: list[int], unreadable: dict[int, str], total: int
+) -> ScoreReport:
+    """The report of the readable documents, placed back among the unreadable ones."""
+    from rerankers.base import DocumentFailure
+
+    scores = [math.nan] * total
+    for position, index in enumerate(readable):
+        scores[index] = report.scores[position]
+    failures = {readable[f.index]: f.reason for f in report.failures}
+    failures.update(unreadable)
+    return ScoreReport(
+        scores=scores,
+        failures=[DocumentFailure(index=i, reason=failures[i]) for i in sorted(failures)],
+        tokens=report.tokens,
+    )
+
+
+def _echo(item: MediaItem) -> dict[str, Any]:
+    return item.model_dump(exclude_none=True)
+
+
+def _existing(path: Path, name: str, asset_id: str) -> Path:
+    if not path.is_file():
+        raise NotFound(f"asset {asset_id!r} of index {name!r}: its file {path.name} is gone")
+    return path
