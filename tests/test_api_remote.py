@@ -1,4 +1,4 @@
-"""URL fetching for the REST server: what a client may make the server read.
+"""URL fetching and server paths for the REST server: what a client may make the server read.
 
 The URL tests talk to real HTTP(S) servers on 127.0.0.1 that this module starts; the
 refusals that must happen before any connection run with the network switched off."""
@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from pipeline.api.remote import UrlFetchFailed, UrlPolicy, UrlRefused, UrlTooLarge, fetch_url
+from pipeline.api.server_paths import ServerPathRefused, resolve_server_path
 
 BODY = b"hello, media"
 LOCAL = UrlPolicy(allow_hosts=frozenset({"127.0.0.1"}))
@@ -397,3 +398,69 @@ def test_https_verifies_the_host_name_while_connecting_to_the_address(
     # The certificate names localhost, not 127.0.0.1: asked by address, verification fails.
     with pytest.raises(UrlFetchFailed, match="CERTIFICATE_VERIFY_FAILED"):
         fetch_url(f"https://127.0.0.1:{port}/ok", policy)
+
+
+# -- server paths ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    media = tmp_path / "media"
+    (media / "sub").mkdir(parents=True)
+    (media / "sub" / "cat.jpg").write_bytes(b"jpeg")
+    (tmp_path / "secret.txt").write_text("key")
+    return media
+
+
+def test_a_file_under_a_root_is_accepted(root: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    real = root.resolve()
+    assert resolve_server_path(str(root / "sub" / "cat.jpg"), [other, root]) == real / "sub/cat.jpg"
+    # Existence is the media loaders' business: a missing file under a root is accepted.
+    assert resolve_server_path(str(root / "sub" / ".." / "new.jpg"), [root]) == real / "new.jpg"
+
+
+def test_a_symlinked_root_is_compared_by_its_real_path(root: Path, tmp_path: Path) -> None:
+    link = tmp_path / "media-link"
+    link.symlink_to(root)
+    real = root.resolve() / "sub" / "cat.jpg"
+    assert resolve_server_path(str(root / "sub" / "cat.jpg"), [link]) == real
+    assert resolve_server_path(str(link / "sub" / "cat.jpg"), [root]) == real
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["/etc/passwd", "{root}/../secret.txt", "{root}/sub/../../secret.txt", "{root}-sibling/x.jpg"],
+)
+def test_paths_outside_the_roots_are_refused(root: Path, raw: str) -> None:
+    raw = raw.format(root=root)
+    with pytest.raises(ServerPathRefused, match=r"not under any of serve\.media_roots") as refused:
+        resolve_server_path(raw, [root])
+    assert refused.value.path == raw
+    assert str(refused.value).startswith(raw)
+
+
+def test_a_symlink_that_leads_out_is_refused(root: Path, tmp_path: Path) -> None:
+    (root / "escape.txt").symlink_to(tmp_path / "secret.txt")
+    (root / "outside").symlink_to(tmp_path)
+    for raw in (root / "escape.txt", root / "outside" / "secret.txt"):
+        with pytest.raises(ServerPathRefused) as refused:
+            resolve_server_path(str(raw), [root])
+        assert "secret.txt" not in refused.value.reason  # the target is not revealed
+
+
+def test_no_roots_means_server_paths_are_off(root: Path) -> None:
+    with pytest.raises(ServerPathRefused, match=r"serve\.media_roots") as refused:
+        resolve_server_path(str(root / "sub" / "cat.jpg"), [])
+    assert "off" in refused.value.reason
+
+
+@pytest.mark.parametrize("raw", ["sub/cat.jpg", "./sub/cat.jpg", "../x", "~/x", ""])
+def test_relative_paths_are_refused(root: Path, raw: str) -> None:
+    with pytest.raises(ServerPathRefused, match=r"absolute path under serve\.media_roots"):
+        resolve_server_path(raw, [root])
+
+
+def test_a_nul_byte_is_refused(root: Path) -> None:
+    with pytest.raises(ServerPathRefused, match="NUL"):
+        resolve_server_path(f"{root}/sub/cat.jpg\0.png", [root])
