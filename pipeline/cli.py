@@ -284,6 +284,42 @@ def search(
     out.print(table)
 
 
+@app.command("serve")
+def serve(
+    index: Annotated[
+        list[str],
+        typer.Option(
+            "--index",
+            "-i",
+            help="NAME=DIR of an index to serve (repeatable); a bare DIR is named 'default'.",
+        ),
+    ],
+    host: Annotated[str | None, typer.Option(help="Address to bind (serve.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (serve.port).")] = None,
+    workers_per_stage: Annotated[
+        int | None,
+        typer.Option(
+            "--workers-per-stage",
+            min=1,
+            help="Requests run at once in each model stage, embed and rerank "
+            "(serve.max_concurrency).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve indexes over HTTP: search, rerank (Jina/vLLM and Cohere APIs), upkeep."""
+    from pipeline.api.server import parse_index_options
+    from pipeline.api.server import serve as run_server
+
+    flags = {"serve.host": host, "serve.port": port, "serve.max_concurrency": workers_per_stage}
+    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    with user_errors():
+        indexes = parse_index_options(index)
+        pipeline = _pipeline(config, overrides)
+        run_server(pipeline, indexes)
+
+
 @app.command("rerank")
 def rerank(
     request: Annotated[Path, typer.Option("--request", "-r", help="Request JSON file.")],

@@ -47,6 +47,10 @@ class UpsertReport(BaseModel):
     failed: list[UpsertFailure]
     seconds: float
 
+    @classmethod
+    def empty(cls) -> UpsertReport:
+        return cls(indexed=0, vectors=0, failed=[], seconds=0.0)
+
 
 class IndexInfo(BaseModel):
     """The figures ``vlsearch index info`` prints."""

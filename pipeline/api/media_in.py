@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from PIL import Image
+
 from pipeline.api.remote import UrlPolicy, fetch_url
 from pipeline.api.server_paths import resolve_server_path
 from pipeline.api.settings import ServeConfig
@@ -29,6 +31,9 @@ _DATA_URI = re.compile(
     r"^data:(?P<type>[\w.+/-]*)(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,"
 )
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Strings this long that decode as base64 are taken for data, not a path: a real path
+# has a dot, a dash or an underscore long before (base64 has none of them).
+_SHORTEST_DATA = 64
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
 
 
@@ -63,6 +68,8 @@ class MediaInputs:
         data = _base64_or_none(value, self.serve.max_upload_bytes, field)
         if data is not None and (path := self._sniffed(data)) is not None:
             return self._checked(path, field, wanted)
+        if data is not None and len(value) >= _SHORTEST_DATA:
+            raise MediaRefused(422, field, "base64 data that is not an image or a video")
         return self._server_path(value, field, wanted)
 
     def frames(self, values: list[str], field: str) -> list[Path]:
@@ -87,20 +94,24 @@ class MediaInputs:
         return self._checked(path, field, wanted)
 
     def _sniffed(self, data: bytes) -> Path | None:
-        """The bytes in a file named by their hash (the same upload twice is one file),
-        or None when they are neither an image nor a video."""
+        """The bytes in a file named by their hash and kind (the same upload twice is one
+        file), or None when they are neither an image nor a video."""
         self.folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()[:32]
-        path = self.folder / digest
-        if not path.is_file():
-            _write_durably(path, data)
+        known = sorted(self.folder.glob(f"{digest}.*"))
+        if known:
+            return known[0]
+        unsorted = self.folder / f".{digest}.new"
+        _write_durably(unsorted, data)
         try:
-            kind = detect_kind(path)
+            kind = detect_kind(unsorted)
         except MediaError:
             kind = None
         if kind not in ("image", "video"):
-            path.unlink(missing_ok=True)
+            unsorted.unlink(missing_ok=True)
             return None
+        path = self.folder / f"{digest}.{_extension(unsorted, kind)}"
+        os.replace(unsorted, path)
         return path
 
     def _checked(self, path: Path, field: str, wanted: Wanted) -> Path:
@@ -218,6 +229,23 @@ def _write_durably(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _extension(path: Path, kind: str) -> str:
+    """A file name extension for the sniffed format, so the media route can name the
+    Content-Type (browsers need it to play a video)."""
+    if kind == "image":
+        with Image.open(path) as image:
+            name = (image.format or "img").lower()
+        return {"jpeg": "jpg", "mpo": "jpg", "tiff": "tif"}.get(name, name)
+    import av
+
+    with av.open(str(path)) as container:
+        names = container.format.name.split(",")
+    for name in ("mp4", "webm", "mov", "avi", "mkv"):
+        if name in names:
+            return name
+    return "mkv" if "matroska" in names else names[0]
 
 
 def _a(kind: str) -> str:

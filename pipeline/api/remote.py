@@ -208,7 +208,7 @@ def _checked_addresses(
         if kind is not None and not _allowed(host, address, policy):
             via = f" (reached by a redirect from {origin})" if origin else ""
             named = "" if _ip_or_none(host) == address else f"{host} resolves to {address}, "
-            reason = f"{named}a {kind} address not in allow_hosts{via}"
+            reason = f"{named}a {kind} address not in serve.allow_hosts{via}"
             raise _refused(str(url), reason)
     return addresses
 

@@ -49,7 +49,7 @@ from pipeline.api.schemas import (
 from pipeline.pipeline import DeleteReport, Pipeline, RerankerStatus
 from pipeline.schema import Asset, Content, Query
 from pipeline.search import RerankOptions, Result
-from pipeline.session import IndexInfo, IndexSession, SearchOutcome, UpsertReport
+from pipeline.session import IndexInfo, IndexSession, SearchOutcome, UpsertFailure, UpsertReport
 from rerankers.base import ScoreReport
 
 logger = logging.getLogger(__name__)
@@ -323,15 +323,21 @@ class Service:
             stored = MediaInputs(
                 self.serve, self.pipeline.config.media, session.directory / "media"
             )
-            rows = [
-                Asset(
-                    id=row.id,
-                    metadata=row.metadata,
-                    **self._fields(row, stored, f"assets[{i}]", uploads or {}),
-                )
-                for i, row in enumerate(assets)
-            ]
-            return session.upsert(rows)
+            rows: list[Asset] = []
+            unreadable: list[UpsertFailure] = []
+            for i, row in enumerate(assets):
+                try:
+                    fields = self._fields(row, stored, f"assets[{i}]", uploads or {})
+                    rows.append(Asset(id=row.id, metadata=row.metadata, **fields))
+                except MediaRefused as exc:
+                    if exc.status != 422:
+                        raise  # a refusal by policy or limit refuses the whole request
+                    unreadable.append(UpsertFailure(id=row.id, stage="read", reason=str(exc)))
+                except ValueError as exc:  # an asset with nothing in it
+                    unreadable.append(UpsertFailure(id=row.id, stage="read", reason=str(exc)))
+            report = session.upsert(rows) if rows else UpsertReport.empty()
+            report.failed[:0] = unreadable
+            return report
 
         # A write is never abandoned half-way by a timeout: it gets no deadline.
         return await self._in_stage("embed", work, timeout_s=None)

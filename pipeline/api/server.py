@@ -1,0 +1,73 @@
+"""Runs the app on uvicorn: binds, warns when open without a token, drains on exit."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipeline.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def parse_index_options(values: list[str]) -> dict[str, Path]:
+    """``NAME=DIR`` pairs (a bare ``DIR`` is named ``default``), each name once."""
+    indexes: dict[str, Path] = {}
+    for value in values:
+        name, sep, directory = value.partition("=")
+        if not sep:
+            name, directory = "default", value
+        name = name.strip()
+        if not name or not directory.strip():
+            raise ValueError(f"--index {value!r}: expected NAME=DIR or DIR")
+        if name in indexes:
+            raise ValueError(f"--index: the name {name!r} is given twice")
+        indexes[name] = Path(directory)
+    if not indexes:
+        raise ValueError("give at least one --index NAME=DIR (or a bare DIR, named 'default')")
+    for name, directory in indexes.items():
+        if not directory.is_dir():
+            raise ValueError(f"--index {name}={directory}: no such index directory")
+    return indexes
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(pipeline: Pipeline, indexes: Mapping[str, Path]) -> None:
+    """Serve until Ctrl-C or SIGTERM; then stop taking connections, let requests in flight
+    finish (up to ``serve.drain_timeout_s``), close the indexes and return."""
+    try:
+        import uvicorn
+
+        from pipeline.api.app import create_app
+        from pipeline.api.service import Service
+    except ImportError as exc:
+        raise ImportError(
+            f"vlsearch serve needs the serve extra: pip install 'vlsearch[serve]' ({exc})"
+        ) from exc
+    settings = pipeline.config.serve
+    service = Service(pipeline, indexes)
+    if not is_loopback(settings.host) and not service.tokens.required:
+        logger.warning(
+            "serving on %s with no token: anyone who can reach it may search, write and "
+            "load models; set VLSEARCH_API_TOKEN (or serve.token_file)",
+            settings.host,
+        )
+    config = uvicorn.Config(
+        create_app(service),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        log_level="info",
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
