@@ -226,7 +226,7 @@ async def _read(
     """The body as ``model`` from JSON or multipart/form-data, and the uploaded files."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     uploads: dict[str, bytes] = {}
-    if kind == "multipart/form-data":
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raw, uploads = await _form(request, from_form)
     elif kind in ("application/json", ""):
         try:
@@ -235,7 +235,8 @@ async def _read(
             raise errors.BadBody(f"the body is not valid JSON ({exc})") from None
     else:
         raise errors.BadBody(
-            f"unsupported Content-Type {kind!r}: send application/json or multipart/form-data",
+            f"unsupported Content-Type {kind!r}: send application/json or a form "
+            "(multipart/form-data)",
             status=415,
         )
     try:

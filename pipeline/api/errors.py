@@ -60,9 +60,16 @@ def install(app: FastAPI) -> None:
         FilterError: lambda _, e: error(422, str(e), "filter"),
         MediaError: lambda _, e: error(422, str(e)),
         ValueError: lambda _, e: error(422, str(e)),
+        Exception: _internal,
     }
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    """A fault of the server's own: logged with its traceback, answered without it."""
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
 async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -379,9 +379,9 @@ class Service:
         media = self.pipeline.config.media
         if isinstance(asset.video, Path) and asset.image is None:
             path = _existing(asset.video, name, asset_id)
-            image = frames_at(path, [max(at or 0.0, 0.0)], max_pixels=media.max_image_pixels)[
-                0
-            ].image
+            moment = max(at or 0.0, 0.0)
+            frames = frames_at(path, lambda _: [moment], max_pixels=media.max_image_pixels)
+            image = frames[0].image
         else:
             image = load_image(self.media_file(name, asset_id), max_pixels=media.max_image_pixels)
         image = image.convert("RGB")
