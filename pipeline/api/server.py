@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from pipeline.pipeline import Pipeline
 
@@ -70,4 +74,26 @@ def serve(pipeline: Pipeline, indexes: Mapping[str, Path]) -> None:
         log_level="info",
         access_log=False,
     )
-    uvicorn.Server(config).run()
+    with _clean_exit_after_drain():
+        uvicorn.Server(config).run()
+    logger.info("stopped: requests in flight were answered, indexes closed")
+
+
+@contextmanager
+def _clean_exit_after_drain() -> Iterator[None]:
+    """uvicorn drains on SIGTERM or Ctrl-C, then raises the signal again for the handler
+    it found: with these no-op handlers the command then ends with status 0, as a
+    service manager expects of a clean stop, instead of dying by the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _drained(signum: int, _frame: FrameType | None) -> None:
+    logger.debug("signal %d after draining: exiting normally", signum)
