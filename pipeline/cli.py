@@ -294,6 +294,14 @@ def serve(
             help="NAME=DIR of an index to serve (repeatable); a bare DIR is named 'default'.",
         ),
     ],
+    index_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index-config",
+            help="NAME=CONFIG: a config of its own for index NAME (recall, fusion, rerank); "
+            "the others use --config. --set applies to every config.",
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (serve.host).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (serve.port).")] = None,
     workers_per_stage: Annotated[
@@ -309,15 +317,20 @@ def serve(
     set_: SetOpt = None,
 ) -> None:
     """Serve indexes over HTTP: search, rerank (Jina/vLLM and Cohere APIs), upkeep."""
-    from pipeline.api.server import parse_index_options
+    from pipeline.api.server import parse_index_configs, parse_index_options
     from pipeline.api.server import serve as run_server
+    from pipeline.config import load_config
 
     flags = {"serve.host": host, "serve.port": port, "serve.max_concurrency": workers_per_stage}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
     with user_errors():
         indexes = parse_index_options(index)
         pipeline = _pipeline(config, overrides)
-        run_server(pipeline, indexes)
+        configs = {
+            name: load_config(path, overrides)
+            for name, path in parse_index_configs(index_config or [], indexes).items()
+        }
+        run_server(pipeline, indexes, configs)
 
 
 @app.command("rerank")

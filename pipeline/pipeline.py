@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from indexers.backends import SearchIndex, open_index
 from indexers.build import BuildMode, BuildReport, ProgressCallback, build_index
-from indexers.embedders import Embedder, create_embedder, embed_query
+from indexers.embedders import Embedder, embed_query
 from pipeline.config import Config, EmbedderConfig, load_config
 from pipeline.media_inputs import check_query_media
+from pipeline.model_pool import ModelPool, RerankerStatus
 from pipeline.models import apply_profile
 from pipeline.schema import Query
 from pipeline.search import Result
 from rerankers.base import Progress, Reranker
-from rerankers.registry import create_reranker
 from rerankers.request import RerankRequest, RerankResponse, run_request
 
 if TYPE_CHECKING:
@@ -35,94 +33,45 @@ class DeleteReport(BaseModel):
     unknown: list[str] = Field(description="Requested ids the index did not hold.")
 
 
-ModelState = Literal["not_loaded", "loading", "loaded"]
-
-
-class RerankerStatus(BaseModel):
-    backend: str
-    model: str
-    state: ModelState
-    loading_for_s: float | None = None
-    device: str | None = None
-    dtype: str | None = None
-
-
 class Pipeline:
     """Builds, updates and searches indexes as its config says. Models load on
     first use, so constructing a pipeline is cheap."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, models: ModelPool | None = None) -> None:
         self.config = apply_profile(config)
-        self._embedder: Embedder | None = None
-        self._reranker: Reranker | None = None
-        # The CLIP models indexes were built with, by their config (a server may hold
-        # indexes of several).
-        self._built_with: dict[str, Embedder] = {}
-        # Doors that serve many requests at once (REST, UI) call from several threads:
-        # each model is created once, and load/unload take turns.
-        self._models_lock = threading.RLock()
-        self._reranker_loading_since: float | None = None
+        self.models = models or ModelPool()
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Pipeline:
         return cls(load_config(path, list(overrides)))
 
+    def with_config(self, config: Config) -> Pipeline:
+        """A pipeline of another config sharing this one's models in memory."""
+        return Pipeline(config, self.models)
+
     @property
     def embedder(self) -> Embedder:
-        with self._models_lock:
-            if self._embedder is None:
-                self._embedder = create_embedder(self.config.embedder)
-            return self._embedder
+        return self.models.embedder(self.config.embedder)
 
     @property
     def reranker(self) -> Reranker:
         """Stage two as configured; its model loads on the first score."""
-        with self._models_lock:
-            if self._reranker is None:
-                shared = {"embedder": self._embedder} if self._embedder is not None else {}
-                self._reranker = create_reranker(
-                    self.config.reranker, media=self.config.media, **shared
-                )
-            return self._reranker
+        config = self.config
+        return self.models.reranker(config.reranker, config.media, config.embedder)
 
     def load_reranker(self) -> RerankerStatus:
         """Load stage two's model now (instead of at the first request that needs it)."""
-        reranker = self.reranker
-        with self._models_lock:
-            self._reranker_loading_since = time.monotonic()
-            try:
-                reranker.load()  # type: ignore[attr-defined]
-            finally:
-                self._reranker_loading_since = None
+        config = self.config
+        self.models.load_reranker(config.reranker, config.media, config.embedder)
         return self.reranker_status()
 
     def unload_reranker(self) -> RerankerStatus:
         """Free stage two's model; the next request that needs it loads it again."""
-        with self._models_lock:
-            if self._reranker is not None:
-                self._reranker.unload()  # type: ignore[attr-defined]
+        self.models.unload_reranker(self.config.reranker, self.config.media)
         return self.reranker_status()
 
     def reranker_status(self) -> RerankerStatus:
-        """Whether stage two's model is in memory. Never waits for a load under way."""
-        config = self.config.reranker
-        since = self._reranker_loading_since
-        reranker = self._reranker
-        if since is not None:
-            state: ModelState = "loading"
-        elif reranker is not None and getattr(reranker, "loaded", False):
-            state = "loaded"
-        else:
-            state = "not_loaded"
-        placement = getattr(reranker, "placement", None) if state == "loaded" else None
-        return RerankerStatus(
-            backend=config.backend,
-            model=str(getattr(config, "model", getattr(config, "url", ""))),
-            state=state,
-            loading_for_s=time.monotonic() - since if since is not None else None,
-            device=placement[0] if placement else None,
-            dtype=placement[1] if placement else None,
-        )
+        return self.models.reranker_status(self.config.reranker, self.config.media)
 
     def session(self, directory: Path) -> IndexSession:
         """The index held open for many searches and writes (see ``pipeline.session``)."""
@@ -174,16 +123,10 @@ class Pipeline:
 
     def embedder_of(self, index: SearchIndex) -> Embedder:
         """The CLIP model the index was built with (its manifest), loaded once."""
-        built_with = EmbedderConfig.model_validate(index.manifest.embedder)
-        key = built_with.model_dump_json()
-        with self._models_lock:
-            if key not in self._built_with:
-                self._built_with[key] = create_embedder(built_with)
-            return self._built_with[key]
+        return self.models.embedder(EmbedderConfig.model_validate(index.manifest.embedder))
 
     def embedder_loaded(self, index: SearchIndex) -> bool:
-        key = EmbedderConfig.model_validate(index.manifest.embedder).model_dump_json()
-        return key in self._built_with
+        return self.models.has_embedder(EmbedderConfig.model_validate(index.manifest.embedder))
 
     def query_vector(self, index: SearchIndex, query: Query) -> np.ndarray:
         """The query embedded by the model the index was built with."""

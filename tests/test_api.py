@@ -367,9 +367,10 @@ def test_thumbnails_are_small_jpegs(client):
 def test_the_reranker_loads_lazily_and_on_demand(tiny_examples_index):
     with served({"shop": tiny_examples_index}) as client:
         assert client.get("/v1/models").json()["reranker"]["state"] == "not_loaded"
-        loaded = client.post("/v1/models/reranker/load").json()
+        loaded = client.post("/v1/models/reranker/load").json()["reranker"]
         assert loaded["state"] == "loaded" and loaded["device"] == "cpu"
-        assert client.post("/v1/models/reranker/unload").json()["state"] == "not_loaded"
+        unloaded = client.post("/v1/models/reranker/unload").json()["reranker"]
+        assert unloaded["state"] == "not_loaded"
         client.post("/v1/rerank", json={"query": "q", "documents": ["d"]})
         assert client.get("/v1/models").json()["reranker"]["state"] == "loaded"
 
@@ -426,21 +427,28 @@ class _HeldReranker:
         return self.real.score_report(*args, **kwargs)
 
 
-def _hold(client) -> _HeldReranker:
-    pipeline = client.app.state.service.pipeline
-    pipeline.load_reranker()
-    held = _HeldReranker(pipeline.reranker)
-    pipeline._reranker = held
-    return held
+@pytest.fixture
+def hold(monkeypatch):
+    """Holds every reranker's scoring until the test releases it."""
+    from pipeline.pipeline import Pipeline
+
+    def hold(client) -> _HeldReranker:
+        pipeline = client.app.state.service.pipeline
+        pipeline.load_reranker()
+        held = _HeldReranker(pipeline.reranker)
+        monkeypatch.setattr(Pipeline, "reranker", property(lambda self: held))
+        return held
+
+    return hold
 
 
-def test_a_full_stage_refuses_at_once_and_loses_nothing_accepted(tiny_examples_index):
+def test_a_full_stage_refuses_at_once_and_loses_nothing_accepted(tiny_examples_index, hold):
     import concurrent.futures
     import time
 
     serve = {"max_concurrency": 1, "max_queue": 1, "retry_after_s": 3}
     with served({"shop": tiny_examples_index}, serve) as client:
-        held = _hold(client)
+        held = hold(client)
         body = {"query": "q", "documents": ["d"]}
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             first = pool.submit(client.post, "/v1/rerank", json=body)
@@ -463,10 +471,10 @@ def test_a_full_stage_refuses_at_once_and_loses_nothing_accepted(tiny_examples_i
         )
 
 
-def test_a_slow_request_gets_504_and_its_slot_comes_back(tiny_examples_index):
+def test_a_slow_request_gets_504_and_its_slot_comes_back(tiny_examples_index, hold):
     serve = {"max_concurrency": 1, "max_queue": 0, "request_timeout_s": 0.3}
     with served({"shop": tiny_examples_index}, serve) as client:
-        held = _hold(client)
+        held = hold(client)
         body = {"query": "q", "documents": ["d"]}
         slow = client.post("/v1/rerank", json=body)
         assert slow.status_code == 504 and slow.json()["limit"] == "serve.request_timeout_s"
@@ -479,3 +487,29 @@ def test_a_slow_request_gets_504_and_its_slot_comes_back(tiny_examples_index):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert client.post("/v1/rerank", json=body).status_code == 200
+
+
+def test_each_index_is_searched_with_its_own_config(tiny_examples_index, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from pipeline.api.app import create_app
+    from pipeline.api.service import Service
+    from pipeline.config import load_config
+    from pipeline.pipeline import Pipeline
+    from tests.api_support import wait_ready
+
+    kb_config = load_config(REPO / "configs" / "kb-qa.yaml", ["profile=tiny"])
+    Pipeline(kb_config).build(MEDIA / "notes", tmp_path / "kb")
+    indexes = {"shop": tiny_examples_index, "kb": tmp_path / "kb"}
+    service = Service(tiny_pipeline(), indexes, {"kb": kb_config})
+    with TestClient(create_app(service)) as client:
+        wait_ready(client)
+        body = {"query": {"text": "how long do I have to return an item"}, "rerank": False}
+        kb = client.post("/v1/indexes/kb/search", json=body).json()["results"]
+        shop = client.post("/v1/indexes/shop/search", json=body).json()["results"]
+        assert any("bm25" in r["recall"] for r in kb)
+        assert all(set(r["recall"]) <= {"clip_image", "clip_text"} for r in shop)
+        models = client.get("/v1/models").json()
+        assert len(models["rerankers"]) == 1 + (
+            kb_config.reranker != tiny_pipeline().config.reranker
+        )

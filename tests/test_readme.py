@@ -7,9 +7,11 @@ folder, since no hub can be reached here (its code is otherwise run untouched).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,13 @@ def tour_commands() -> list[list[str]]:
     return commands
 
 
+def serve_commands() -> list[str]:
+    """The Serve section's curl commands, continuation lines joined, comments dropped."""
+    block = next(text for _, text in blocks("bash") if "curl -s $API/healthz" in text)
+    lines = [line.split("  # ")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+    return [line for line in lines if line and not line.startswith(("#", "API="))]
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
@@ -61,7 +70,8 @@ def in_scratch(scratch, monkeypatch) -> Path:
 
 def test_the_readme_has_the_snippets_these_tests_run() -> None:
     assert len(tour_commands()) >= 15
-    assert len(blocks("python")) == 2
+    assert len(blocks("python")) == 3
+    assert len(serve_commands()) >= 15
 
 
 def test_the_tour_runs_in_order(in_scratch) -> None:
@@ -71,6 +81,50 @@ def test_the_tour_runs_in_order(in_scratch) -> None:
         assert result.exit_code == 0, f"vlsearch {shlex.join(argv)}\n{result.output}"
     assert (in_scratch / "runs" / "kb" / "manifest.json").is_file()
     assert (in_scratch / "models" / "tiny" / "qwen3-vl-reranker").is_dir()
+
+
+def test_the_serve_command_starts_on_the_tour_indexes(in_scratch, monkeypatch) -> None:
+    import uvicorn
+
+    line = next(text for _, text in blocks("bash") if text.startswith("vlsearch serve"))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)  # parse, open, bind nothing
+    result = CliRunner().invoke(app, shlex.split(line)[1:])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_serve_curls_run_against_a_live_server(tiny_examples_index, tmp_path) -> None:
+    from tests.api_support import copy_index, live_server
+
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    with live_server({"shop": copy_index(tiny_examples_index, tmp_path)}) as base:
+        for command in serve_commands():
+            checked = command.replace("curl ", "curl --fail-with-body --max-time 120 ", 1)
+            done = subprocess.run(
+                ["bash", "-c", checked],
+                cwd=tmp_path,
+                env={**os.environ, "API": base},
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    assert (tmp_path / "launch.jpg").read_bytes()[:2] == b"\xff\xd8"
+    assert len((tmp_path / "launch-part.mp4").read_bytes()) == 1024
+
+
+def test_the_cohere_snippet_runs_against_a_live_server(tiny_examples_index, tmp_path) -> None:
+    from tests.api_support import live_server
+
+    line, code = blocks("python")[2]
+    (tmp_path / "token").write_text("my-token")
+    with live_server(
+        {"shop": tiny_examples_index}, {"token_file": str(tmp_path / "token")}
+    ) as base:
+        code = code.replace("http://127.0.0.1:8000", base)
+        namespace: dict = {}
+        exec(compile(code, f"README.md:{line}", "exec"), namespace)
+    (result,) = namespace["response"].results
+    assert result.index in (0, 1) and 0.0 <= result.relevance_score <= 1.0
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["python-api", "seed-api"])

@@ -59,7 +59,7 @@ def configured_token(settings: MilvusConfig) -> str | None:
     """The token of the config, else of the ``MILVUS_TOKEN`` environment variable."""
     if settings.token is not None:
         return settings.token.get_secret_value()
-    return os.environ.get(TOKEN_ENV)
+    return os.environ.get(TOKEN_ENV) or None  # an empty variable (compose) means none
 
 
 def replace_empty_collection(client: Any, name: str, directory: Path) -> None:

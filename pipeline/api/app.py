@@ -31,7 +31,7 @@ from pipeline.api.schemas import (
     UpsertRequest,
 )
 from pipeline.api.service import Service
-from pipeline.pipeline import DeleteReport, RerankerStatus
+from pipeline.pipeline import DeleteReport
 from pipeline.session import IndexInfo, UpsertReport
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -196,14 +196,17 @@ def _write_routes(service: Service) -> APIRouter:
     async def delete(name: str, asset_id: str) -> DeleteReport:
         return await run_in_threadpool(service.delete, name, asset_id)
 
-    @router.post("/models/reranker/load", response_model=RerankerStatus, tags=["models"])
-    async def load() -> RerankerStatus:
-        """Load the reranker now instead of at the first request that needs it."""
-        return await run_in_threadpool(service.load_reranker)
+    @router.post("/models/reranker/load", response_model=ModelsResponse, tags=["models"])
+    async def load() -> ModelsResponse:
+        """Load the reranker(s) now instead of at the first request that needs one."""
+        await run_in_threadpool(service.load_rerankers)
+        return service.models()
 
-    @router.post("/models/reranker/unload", response_model=RerankerStatus, tags=["models"])
-    async def unload() -> RerankerStatus:
-        return await run_in_threadpool(service.unload_reranker)
+    @router.post("/models/reranker/unload", response_model=ModelsResponse, tags=["models"])
+    async def unload() -> ModelsResponse:
+        """Free the reranker(s); the next request that needs one loads it again."""
+        await run_in_threadpool(service.unload_rerankers)
+        return service.models()
 
     return router
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.pipeline import RerankerStatus
+from pipeline.model_pool import RerankerStatus
 from pipeline.search import Result, SearchTimings
 
 
@@ -169,7 +169,10 @@ class EmbedderStatus(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    reranker: RerankerStatus
+    reranker: RerankerStatus = Field(description="The reranker of /v1/rerank.")
+    rerankers: list[RerankerStatus] = Field(
+        description="That one, then any other that an index's own config names."
+    )
     embedders: list[EmbedderStatus]
 
 

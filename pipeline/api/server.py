@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from pipeline.config import Config
 from pipeline.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,22 @@ def parse_index_options(values: list[str]) -> dict[str, Path]:
     return indexes
 
 
+def parse_index_configs(values: list[str], indexes: Mapping[str, Path]) -> dict[str, Path]:
+    """``NAME=CONFIG`` pairs, each naming a served index once."""
+    configs: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"--index-config {value!r}: expected NAME=CONFIG")
+        if name not in indexes:
+            served = ", ".join(sorted(indexes))
+            raise ValueError(f"--index-config {value!r}: no index {name!r} (served: {served})")
+        if name in configs:
+            raise ValueError(f"--index-config: index {name!r} is given two configs")
+        configs[name] = Path(path)
+    return configs
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -46,8 +63,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(pipeline: Pipeline, indexes: Mapping[str, Path]) -> None:
-    """Serve until Ctrl-C or SIGTERM; then stop taking connections, let requests in flight
+def serve(
+    pipeline: Pipeline,
+    indexes: Mapping[str, Path],
+    index_configs: Mapping[str, Config] | None = None,
+) -> None:
+    """Serve until Ctrl-C or SIGTERM (``index_configs``: an index's own config, see
+    ``Service``); then stop taking connections, let requests in flight
     finish (up to ``serve.drain_timeout_s``), close the indexes and return."""
     try:
         import uvicorn
@@ -59,7 +81,7 @@ def serve(pipeline: Pipeline, indexes: Mapping[str, Path]) -> None:
             f"vlsearch serve needs the serve extra: pip install 'vlsearch[serve]' ({exc})"
         ) from exc
     settings = pipeline.config.serve
-    service = Service(pipeline, indexes)
+    service = Service(pipeline, indexes, index_configs)
     if not is_loopback(settings.host) and not service.tokens.required:
         logger.warning(
             "serving on %s with no token: anyone who can reach it may search, write and "

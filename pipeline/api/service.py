@@ -46,7 +46,9 @@ from pipeline.api.schemas import (
     SearchResult,
     Usage,
 )
-from pipeline.pipeline import DeleteReport, Pipeline, RerankerStatus
+from pipeline.config import Config
+from pipeline.model_pool import RerankerStatus
+from pipeline.pipeline import DeleteReport, Pipeline
 from pipeline.schema import Asset, Content, Query
 from pipeline.search import RerankOptions, Result
 from pipeline.session import IndexInfo, IndexSession, SearchOutcome, UpsertFailure, UpsertReport
@@ -75,12 +77,20 @@ class LimitExceeded(Exception):
 class ServedIndex:
     name: str
     directory: Path
+    pipeline: Pipeline
     session: IndexSession | None = None
     error: str | None = None
 
 
 class Service:
-    def __init__(self, pipeline: Pipeline, indexes: Mapping[str, Path]) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        indexes: Mapping[str, Path],
+        index_configs: Mapping[str, Config] | None = None,
+    ) -> None:
+        """``pipeline`` serves /v1/rerank and every index not named in ``index_configs``,
+        which gives an index a config of its own (its models still shared)."""
         self.pipeline = pipeline
         self.serve = pipeline.config.serve
         self.tokens = Tokens.from_settings(self.serve)
@@ -92,10 +102,21 @@ class Service:
         }
         for name, gate in self.gates.items():
             self.metrics.watch_gate(name, lambda g=gate: g.queued, lambda g=gate: g.in_stage)
+        configs = dict(index_configs or {})
+        unknown = sorted(set(configs) - set(indexes))
+        if unknown:
+            raise ValueError(f"configs given for indexes that are not served: {unknown}")
+        self.indexes = {
+            name: ServedIndex(
+                name,
+                Path(path),
+                pipeline.with_config(configs[name]) if name in configs else pipeline,
+            )
+            for name, path in indexes.items()
+        }
         self.metrics.model_loaded.labels("reranker").set_function(
-            lambda: float(self.pipeline.reranker_status().state == "loaded")
+            lambda: float(all(s.state == "loaded" for s in self.models().rerankers))
         )
-        self.indexes = {name: ServedIndex(name, Path(path)) for name, path in indexes.items()}
         self._opened = threading.Event()
         self._scratch = Path(tempfile.mkdtemp(prefix="vlsearch-serve-"))
 
@@ -106,7 +127,7 @@ class Service:
         index that cannot open is reported by /readyz and /v1/indexes; the others serve."""
         for served in self.indexes.values():
             try:
-                served.session = self.pipeline.session(served.directory)
+                served.session = served.pipeline.session(served.directory)
             except Exception as exc:  # any failure is reported, never fatal to the rest
                 served.error = f"{served.directory}: {exc}"
                 logger.error("index %s cannot be served: %s", served.name, served.error)
@@ -135,30 +156,32 @@ class Service:
         shutil.rmtree(self._scratch, ignore_errors=True)
 
     def session(self, name: str) -> IndexSession:
+        return self._served(name)[1]
+
+    def _served(self, name: str) -> tuple[ServedIndex, IndexSession]:
         served = self.indexes.get(name)
         if served is None:
             known = ", ".join(sorted(self.indexes)) or "none"
             raise NotFound(f"no index named {name!r} is served (served: {known})")
         if served.session is None:
             raise NotReady(served.error or f"index {name!r} is still opening")
-        return served.session
+        return served, served.session
 
     # -- search --------------------------------------------------------------------------
 
     async def search(
         self, name: str, request: SearchRequest, uploads: Mapping[str, bytes] | None = None
     ) -> SearchResponse:
-        session = self.session(name)
+        served, session = self._served(name)
         self._check_top(request.top_k, "top_k")
-        rerank_on = (
-            self.pipeline.config.rerank.enabled if request.rerank is None else request.rerank
-        )
+        config = served.pipeline.config
+        rerank_on = config.rerank.enabled if request.rerank is None else request.rerank
         options = RerankOptions(instruction=request.instruction, fps=request.fps)
 
         def work(inputs: MediaInputs) -> SearchOutcome:
             query = Query(**self._fields(request.query, inputs, "query", uploads or {}))
             if rerank_on:
-                self._ensure_reranker()
+                _ensure_loaded(served.pipeline)
             outcome = session.search(
                 query, request.top_k, request.filter, request.rerank, options=options
             )
@@ -246,7 +269,7 @@ class Service:
             if query.is_empty:
                 raise MediaRefused(422, "query", "the query has no text, image or video")
             documents, unreadable = self._documents(items, inputs)
-            self._ensure_reranker()
+            _ensure_loaded(self.pipeline)
             readable = [i for i in range(len(items)) if i not in unreadable]
             report = self.pipeline.reranker.score_report(
                 query,
@@ -278,12 +301,6 @@ class Service:
                 documents[i] = content
         return documents, unreadable
 
-    def _ensure_reranker(self) -> None:
-        """Load stage two under the pipeline's lock, so concurrent first requests load
-        it once."""
-        if self.pipeline.reranker_status().state != "loaded":
-            self.pipeline.load_reranker()
-
     def _model_name(self) -> str:
         return self.pipeline.reranker_status().model
 
@@ -308,7 +325,7 @@ class Service:
     async def upsert(
         self, name: str, assets: Sequence[AssetIn], uploads: Mapping[str, bytes] | None = None
     ) -> UpsertReport:
-        session = self.session(name)
+        served, session = self._served(name)
         if len(assets) > self.serve.max_assets_per_upsert:
             limit = self.serve.max_assets_per_upsert
             raise LimitExceeded(
@@ -321,7 +338,7 @@ class Service:
         def work(_: MediaInputs) -> UpsertReport:
             # The media live in the index, beside the assets that name them.
             stored = MediaInputs(
-                self.serve, self.pipeline.config.media, session.directory / "media"
+                self.serve, served.pipeline.config.media, session.directory / "media"
             )
             rows: list[Asset] = []
             unreadable: list[UpsertFailure] = []
@@ -376,7 +393,7 @@ class Service:
         from pipeline.media import frames_at, load_image
 
         asset = self.asset(name, asset_id)
-        media = self.pipeline.config.media
+        media = self._served(name)[0].pipeline.config.media
         if isinstance(asset.video, Path) and asset.image is None:
             path = _existing(asset.video, name, asset_id)
             moment = max(at or 0.0, 0.0)
@@ -404,13 +421,21 @@ class Service:
             for s in self.indexes.values()
             if s.session is not None
         ]
-        return ModelsResponse(reranker=self.pipeline.reranker_status(), embedders=embedders)
+        statuses = [p.reranker_status() for p in self._pipelines()]
+        return ModelsResponse(reranker=statuses[0], rerankers=statuses, embedders=embedders)
 
-    def load_reranker(self) -> RerankerStatus:
-        return self.pipeline.load_reranker()
+    def load_rerankers(self) -> list[RerankerStatus]:
+        return [pipeline.load_reranker() for pipeline in self._pipelines()]
 
-    def unload_reranker(self) -> RerankerStatus:
-        return self.pipeline.unload_reranker()
+    def unload_rerankers(self) -> list[RerankerStatus]:
+        return [pipeline.unload_reranker() for pipeline in self._pipelines()]
+
+    def _pipelines(self) -> list[Pipeline]:
+        """The main pipeline, then one per distinct reranker the indexes' configs name."""
+        found: dict[str, Pipeline] = {}
+        for pipeline in [self.pipeline, *(s.pipeline for s in self.indexes.values())]:
+            found.setdefault(pipeline.config.reranker.model_dump_json(), pipeline)
+        return list(found.values())
 
     # -- shared --------------------------------------------------------------------------
 
@@ -485,6 +510,13 @@ class Service:
                 f"{count} documents; serve.max_documents is {limit}",
                 "serve.max_documents",
             )
+
+
+def _ensure_loaded(pipeline: Pipeline) -> None:
+    """Load stage two before scoring, under the pool's lock: concurrent first requests
+    load it once, and /v1/models shows it loading."""
+    if pipeline.reranker_status().state != "loaded":
+        pipeline.load_reranker()
 
 
 def _ranked(report: ScoreReport) -> list[int]:
