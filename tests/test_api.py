@@ -513,3 +513,64 @@ def test_each_index_is_searched_with_its_own_config(tiny_examples_index, tmp_pat
         assert len(models["rerankers"]) == 1 + (
             kb_config.reranker != tiny_pipeline().config.reranker
         )
+
+
+def test_search_passes_the_instruction_to_the_reranker(client):
+    def score(instruction: str | None) -> float:
+        body = {"query": {"text": "a cat"}, "top_k": 1, "instruction": instruction}
+        return client.post("/v1/indexes/shop/search", json=body).json()["results"][0]["score"]
+
+    assert score(None) == score(None)
+    assert score("Find product photos that match the query.") != score(None)
+
+
+def test_urls_are_fetched_only_when_allowed(tiny_examples_index):
+    import http.server
+
+    class Photos(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = CAT.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    photos = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Photos)
+    threading.Thread(target=photos.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{photos.server_address[1]}/cat.jpg"
+    body = {"query": {"image": url}, "top_k": 2, "rerank": False}
+    try:
+        with served({"shop": tiny_examples_index}, {"allow_urls": True}) as client:
+            refused = client.post("/v1/indexes/shop/search", json=body)
+            assert refused.status_code == 403 and "loopback" in refused.json()["detail"]
+        allowed = {"allow_urls": True, "allow_hosts": ["127.0.0.1"]}
+        with served({"shop": tiny_examples_index}, allowed) as client:
+            fetched = client.post("/v1/indexes/shop/search", json=body)
+            assert fetched.status_code == 200, fetched.text
+            by_path = client.post(
+                "/v1/indexes/shop/search",
+                json={"query": {"image": b64(CAT)}, "top_k": 2, "rerank": False},
+            )
+            assert fetched.json()["results"] == by_path.json()["results"]
+    finally:
+        photos.shutdown()
+
+
+def test_a_milvus_index_is_served_and_updated_in_place(tmp_path):
+    pytest.importorskip("milvus_lite", reason="needs vlsearch[milvus-lite]")
+    from pipeline.config import validate_config
+    from pipeline.pipeline import Pipeline
+
+    config = validate_config({"profile": "tiny", "index": {"backend": "milvus", "kind": "flat"}})
+    Pipeline(config).build(REPO / "examples" / "products.jsonl", tmp_path / "milvus")
+    with served({"shop": tmp_path / "milvus"}) as client:
+        write = {"assets": [{"id": "m1", "text": "a milvus mug", "metadata": {"category": "m"}}]}
+        assert client.post("/v1/indexes/shop/assets", json=write).json()["indexed"] == 1
+        body = {"query": {"text": "mug"}, "filter": 'category == "m"', "rerank": False}
+        found = client.post("/v1/indexes/shop/search", json=body).json()["results"]
+        assert [r["id"] for r in found] == ["m1"]
+        assert client.delete("/v1/indexes/shop/assets/m1").json()["deleted"] == 1
+        assert client.post("/v1/indexes/shop/search", json=body).json()["results"] == []

@@ -194,15 +194,16 @@ def test_a_tiny_built_index_warns_when_searched_without_the_profile(
 def test_a_bad_query_file_fails_before_any_model_loads(
     tiny_index, tmp_path, monkeypatch, name, content, reason
 ) -> None:
-    import pipeline.pipeline as pipeline_module
+    import pipeline.model_pool as model_pool
+    from pipeline.pipeline import Pipeline
 
     def no_models(*args, **kwargs):
         raise AssertionError("a model was loaded before the query file was checked")
 
-    monkeypatch.setattr(pipeline_module, "create_embedder", no_models)
-    monkeypatch.setattr(pipeline_module, "create_reranker", no_models)
+    monkeypatch.setattr(model_pool, "create_embedder", no_models)
+    monkeypatch.setattr(model_pool, "create_reranker", no_models)
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(MediaError, match=reason):
-        pipeline_module.Pipeline.from_config().search(tiny_index, Query(image=path))
+        Pipeline.from_config().search(tiny_index, Query(image=path))
