@@ -7,7 +7,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_server(base: str, timeout_s: float, running: Callable[[], bool]) -> None:
+    """Until ``base``/readyz answers 200; AssertionError once ``running()`` is false (the
+    server died) or the time is up."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if not running() or time.monotonic() > deadline:
+            raise AssertionError(f"the server at {base} did not become ready")
+        time.sleep(0.05)
+
+
 @contextmanager
 def live_server(
     indexes: dict[str, Path], serve: dict[str, Any] | None = None, **sections: Any
 ) -> Iterator[str]:
     """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
-    import httpx
     import uvicorn
 
     from pipeline.api.app import create_app
@@ -76,16 +92,7 @@ def live_server(
     thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the server did not become ready")
-            time.sleep(0.05)
+        wait_for_server(base, 60, thread.is_alive)
         yield base
     finally:
         server.should_exit = True

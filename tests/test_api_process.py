@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api_support import copy_index, free_port
+from tests.api_support import copy_index, free_port, wait_for_server
 
 REPO = Path(__file__).resolve().parents[1]
 CAT = REPO / "examples" / "media" / "cat.jpg"
@@ -33,17 +33,12 @@ def server(index: Path, *extra: str) -> Iterator[tuple[subprocess.Popen, str]]:
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise AssertionError(f"server did not start:\n{output}")
-            time.sleep(0.1)
+        try:
+            wait_for_server(base, 120, lambda: process.poll() is None)
+        except AssertionError:
+            process.kill()
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise AssertionError(f"the server did not start:\n{output}") from None
         yield process, base
     finally:
         if process.poll() is None:

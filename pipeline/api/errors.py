@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from pipeline.api.gate import Saturated, StageTimeout
 from pipeline.api.media_in import MediaRefused
-from pipeline.api.service import LimitExceeded, NotFound, NotReady
+from pipeline.api.problems import LimitExceeded, NotFound, NotReady
 from pipeline.filters import FilterError
 from pipeline.media import MediaError
 

@@ -8,7 +8,6 @@ and shapes the answer. Searching, scoring and writing stay in ``Pipeline`` and
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import shutil
@@ -21,12 +20,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from PIL import Image
-
 from pipeline.api.auth import Tokens
 from pipeline.api.gate import Saturated, StageGate, StageTimeout
 from pipeline.api.media_in import MediaInputs, MediaRefused, Wanted
+from pipeline.api.media_out import media_file, thumbnail
 from pipeline.api.metrics import Metrics
+from pipeline.api.problems import LimitExceeded, NotFound, NotReady
 from pipeline.api.schemas import (
     AssetIn,
     CohereMeta,
@@ -57,20 +56,6 @@ from rerankers.base import ScoreReport
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 UPLOAD_PREFIX = "upload:"
-
-
-class NotFound(Exception):
-    pass
-
-
-class NotReady(Exception):
-    pass
-
-
-class LimitExceeded(Exception):
-    def __init__(self, status: int, field: str, reason: str, limit: str) -> None:
-        self.status, self.field, self.reason, self.limit = status, field, reason, limit
-        super().__init__(f"{field}: {reason}")
 
 
 @dataclass
@@ -374,40 +359,11 @@ class Service:
         return asset
 
     def media_file(self, name: str, asset_id: str, frame: int = 0) -> Path:
-        """The asset's own file: its image (a PDF page's render), its video, or one of its
-        frames. Only paths the index holds: nothing from the request names a file."""
-        asset = self.asset(name, asset_id)
-        if isinstance(asset.image, Path):
-            return _existing(asset.image, name, asset_id)
-        if isinstance(asset.video, Path):
-            return _existing(asset.video, name, asset_id)
-        if isinstance(asset.video, list) and asset.video:
-            if not 0 <= frame < len(asset.video):
-                raise NotFound(f"asset {asset_id!r} has {len(asset.video)} frames, no {frame}")
-            return _existing(Path(asset.video[frame]), name, asset_id)  # type: ignore[arg-type]
-        raise NotFound(f"asset {asset_id!r} has no image or video (a text asset)")
+        return media_file(self.asset(name, asset_id), frame)
 
     def thumbnail(self, name: str, asset_id: str, at: float | None = None) -> bytes:
-        """A small JPEG: the image, the PDF page, or the video's frame at ``at`` seconds
-        (its first frame when none is given)."""
-        from pipeline.media import frames_at, load_image
-
-        asset = self.asset(name, asset_id)
         media = self._served(name)[0].pipeline.config.media
-        if isinstance(asset.video, Path) and asset.image is None:
-            path = _existing(asset.video, name, asset_id)
-            moment = max(at or 0.0, 0.0)
-            frames = frames_at(path, lambda _: [moment], max_pixels=media.max_image_pixels)
-            image = frames[0].image
-        else:
-            image = load_image(self.media_file(name, asset_id), max_pixels=media.max_image_pixels)
-        image = image.convert("RGB")
-        image.thumbnail(
-            (self.serve.thumbnail_px, self.serve.thumbnail_px), Image.Resampling.LANCZOS
-        )
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85)
-        return buffer.getvalue()
+        return thumbnail(self.asset(name, asset_id), at, self.serve.thumbnail_px, media)
 
     # -- models --------------------------------------------------------------------------
 
@@ -547,9 +503,3 @@ def _merged(
 
 def _echo(item: MediaItem) -> dict[str, Any]:
     return item.model_dump(exclude_none=True)
-
-
-def _existing(path: Path, name: str, asset_id: str) -> Path:
-    if not path.is_file():
-        raise NotFound(f"asset {asset_id!r} of index {name!r}: its file {path.name} is gone")
-    return path
