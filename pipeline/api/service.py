@@ -379,9 +379,8 @@ class Service:
         media = self.pipeline.config.media
         if isinstance(asset.video, Path) and asset.image is None:
             path = _existing(asset.video, name, asset_id)
-            image = frames_at(path, [max(at or 0.0, 0.0)], max_pixels=media.max_image_pixels)[
-                0
-            ].image
+            times = [max(at or 0.0, 0.0)]
+            image = frames_at(path, lambda _: times, max_pixels=media.max_image_pixels)[0].image
         else:
             image = load_image(self.media_file(name, asset_id), max_pixels=media.max_image_pixels)
         image = image.convert("RGB")
@@ -460,6 +459,8 @@ class Service:
         image = one(item.image, f"{field}.image", "image") if item.image else None
         video: Path | list[Path] | None = None
         if isinstance(item.video, list):
+            if not item.video:
+                raise MediaRefused(422, f"{field}.video", "a video given as frames has no frames")
             if len(item.video) > self.serve.max_video_frames:
                 inputs.frames(item.video, f"{field}.video")  # raises, naming the limit
             video = [one(v, f"{field}.video[{i}]", "image") for i, v in enumerate(item.video)]
