@@ -36,7 +36,7 @@ from pipeline.session import IndexInfo, UpsertReport
 
 Body = TypeVar("Body", bound=BaseModel)
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 413, 422, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 503, 504)
 }
 # Form fields of a multipart search: the JSON body's, flat, with files for the media.
 SEARCH_FORM = {
@@ -51,12 +51,18 @@ SEARCH_FORM = {
         "fps": {"type": "number", "exclusiveMinimum": 0},
         "instruction": {"type": "string"},
     },
+    "additionalProperties": False,
 }
 UPSERT_FORM = {
     "type": "object",
     "required": ["assets"],
     "properties": {
-        "assets": {"type": "string", "description": "The JSON body's assets list, as JSON."},
+        "assets": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/components/schemas/AssetIn"},
+            "description": "The JSON body's assets list, as JSON.",
+        },
     },
     "additionalProperties": {"type": "string", "format": "binary"},
 }
@@ -154,13 +160,23 @@ def _search_routes(service: Service) -> APIRouter:
         """The figures of `vlsearch index info`."""
         return service.info(name)
 
-    @router.get("/indexes/{name}/assets/{asset_id}/media", tags=["media"])
+    @router.get(
+        "/indexes/{name}/assets/{asset_id}/media",
+        tags=["media"],
+        response_class=FileResponse,
+        responses={200: _binary("image/*", "video/*")},
+    )
     def media(name: str, asset_id: str, frame: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
         """The asset's image, PDF page or video (Range requests: a player can seek);
         for a video stored as frames, frame number ``frame``."""
         return FileResponse(service.media_file(name, asset_id, frame))
 
-    @router.get("/indexes/{name}/assets/{asset_id}/thumbnail", tags=["media"])
+    @router.get(
+        "/indexes/{name}/assets/{asset_id}/thumbnail",
+        tags=["media"],
+        response_class=Response,
+        responses={200: _binary("image/jpeg")},
+    )
     async def thumbnail(
         name: str, asset_id: str, t: Annotated[float | None, Query(ge=0, le=1e7)] = None
     ) -> Response:
@@ -234,7 +250,7 @@ async def _read(
     elif kind in ("application/json", ""):
         try:
             raw = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise errors.BadBody(f"the body is not valid JSON ({exc})") from None
     else:
         raise errors.BadBody(
@@ -287,6 +303,13 @@ def _upsert_from_form(fields: dict[str, str], _: dict[str, bytes]) -> dict[str, 
     except json.JSONDecodeError as exc:
         raise errors.BadBody(f"form field 'assets' is not valid JSON ({exc})", "assets") from None
     return {"assets": assets}
+
+
+def _binary(*media_types: str) -> dict[str, Any]:
+    """A 200 response of raw bytes (not FastAPI's default JSON)."""
+    schema = {"type": "string", "format": "binary"}
+    content = {media_type: {"schema": schema} for media_type in media_types}
+    return {"description": "The file's bytes.", "content": content}
 
 
 def _either_body(schema: str, form: dict[str, Any]) -> dict[str, Any]:

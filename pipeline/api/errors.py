@@ -32,7 +32,9 @@ class BadBody(Exception):
 
 def invalid_body(exc: ValidationError) -> RequestValidationError:
     """A body read by hand, refused as FastAPI refuses the bodies it reads."""
-    return RequestValidationError(exc.errors(include_url=False))
+    return RequestValidationError(
+        [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+    )
 
 
 def error(
@@ -86,7 +88,9 @@ async def _http(_: Request, exc: HTTPException) -> JSONResponse:
 
 def _where(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "documents", 2, "image")`` -> ``documents[2].image``."""
-    parts = [p for p in loc if p not in ("body", "query", "path", "header", "form")]
+    # Only the first part says where (a field may be named "query" too).
+    where = ("body", "query", "path", "header", "form")
+    parts = list(loc[1:] if loc and loc[0] in where else loc)
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

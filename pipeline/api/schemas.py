@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.model_pool import RerankerStatus
 from pipeline.search import Result, SearchTimings
@@ -14,6 +14,34 @@ from pipeline.search import Result, SearchTimings
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        """JSON can escape a lone surrogate (``"\\ud800"``), which no tokenizer or store
+        can take: refused here, naming the field."""
+        if not _is_unicode(value):
+            raise ValueError("not valid Unicode text (a lone surrogate)")
+        return value
+
+
+def _is_unicode(value: Any) -> bool:
+    """Whether every string in ``value`` (lists and dicts walked, keys too) encodes as
+    UTF-8; a loop, not recursion, so deep JSON is no RecursionError. Models inside are
+    checked by their own validator."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return True
 
 
 MediaString = Field(

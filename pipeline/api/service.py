@@ -441,6 +441,8 @@ class Service:
         image = one(item.image, f"{field}.image", "image") if item.image else None
         video: Path | list[Path] | None = None
         if isinstance(item.video, list):
+            if not item.video:
+                raise MediaRefused(422, f"{field}.video", "a video given as frames has no frames")
             if len(item.video) > self.serve.max_video_frames:
                 inputs.frames(item.video, f"{field}.video")  # raises, naming the limit
             video = [one(v, f"{field}.video[{i}]", "image") for i, v in enumerate(item.video)]
