@@ -255,6 +255,7 @@ def test_tokens_guard_every_v1_route(tiny_examples_index, tmp_path):
         assert client.post("/v1/indexes/shop/assets", json=write, headers=reader).status_code == 401
         assert client.post("/v1/models/reranker/load", headers=reader).status_code == 401
         assert client.post("/v1/indexes/shop/assets", json=write, headers=admin).status_code == 200
+        assert client.get("/v1/indexes", headers=admin).status_code == 200  # admin reads too
 
 
 def test_open_address_without_a_token_warns(caplog, tiny_examples_index, monkeypatch):

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -38,6 +39,8 @@ Body = TypeVar("Body", bound=BaseModel)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 503, 504)
 }
+# Checked by the routes themselves (a 401 of ours, not FastAPI's 403), named in the schema.
+BEARER = HTTPBearer(auto_error=False, description="VLSEARCH_API_TOKEN, or the admin token")
 # Form fields of a multipart search: the JSON body's, flat, with files for the media.
 SEARCH_FORM = {
     "type": "object",
@@ -97,8 +100,11 @@ def create_app(service: Service) -> FastAPI:
 
 
 def _auth(service: Service, admin: bool) -> Any:
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not service.tokens.allows(authorization, admin=admin):
+    def check(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        token = credentials.credentials if credentials is not None else None
+        if not service.tokens.allows(token, admin=admin):
             which = "an admin" if admin and service.tokens.admin else "the API"
             raise HTTPException(
                 401,
