@@ -91,6 +91,8 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> str:
     # Only the first part says where (a field may be named "query" too).
     where = ("body", "query", "path", "header", "form")
     parts = list(loc[1:] if loc and loc[0] in where else loc)
+    # A union's errors name the member tried ("MediaItem", "str"): not a field.
+    parts = [p for p in parts if not (isinstance(p, str) and (p == "str" or p[:1].isupper()))]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

@@ -103,7 +103,9 @@ class RerankRequest(_Strict):
 class RerankResult(BaseModel):
     index: int
     relevance_score: float | None = Field(description="null for a document that failed.")
-    document: dict[str, Any] | None = None
+    document: dict[str, Any] | None = Field(
+        default=None, description="The document as sent; media only where sent as URLs."
+    )
     error: str | None = Field(default=None, description="Why the document was not scored.")
 
 

@@ -163,7 +163,7 @@ class Service:
         rerank_on = config.rerank.enabled if request.rerank is None else request.rerank
         options = RerankOptions(instruction=request.instruction, fps=request.fps)
 
-        def work(inputs: MediaInputs) -> SearchOutcome:
+        def work(inputs: MediaInputs) -> tuple[SearchOutcome, set[str]]:
             query = Query(**self._fields(request.query, inputs, "query", uploads or {}))
             if rerank_on:
                 _ensure_loaded(served.pipeline)
@@ -171,16 +171,21 @@ class Service:
                 query, request.top_k, request.filter, request.rerank, options=options
             )
             self.metrics.observe_search(outcome.timings)
-            return outcome
+            found = session.index.get_many([result.id for result in outcome.results])
+            with_media = {i for i, a in found.items() if a.image is not None or a.video is not None}
+            return outcome, with_media
 
-        outcome = await self._in_stage("rerank" if rerank_on else "embed", work)
+        outcome, with_media = await self._in_stage("rerank" if rerank_on else "embed", work)
         return SearchResponse(
             index=name,
-            results=[self._with_urls(name, result) for result in outcome.results],
+            results=[self._with_urls(name, r, r.id in with_media) for r in outcome.results],
             timings=outcome.timings,
         )
 
-    def _with_urls(self, name: str, result: Result) -> SearchResult:
+    def _with_urls(self, name: str, result: Result, has_media: bool) -> SearchResult:
+        """The result with the URLs of its media (none for a text-only asset)."""
+        if not has_media:
+            return SearchResult(**result.model_dump())
         base = f"/v1/indexes/{quote(name, safe='')}/assets/{quote(result.id, safe='')}"
         media = f"{base}/media"
         if result.best_timestamp is not None:
@@ -504,4 +509,12 @@ def _merged(
 
 
 def _echo(item: MediaItem) -> dict[str, Any]:
-    return item.model_dump(exclude_none=True)
+    """The document as sent, its media only where given as URLs: bytes sent as base64 the
+    client has already, and echoing them would multiply the response."""
+    echoed = item.model_dump(exclude_none=True)
+    for key in ("image", "video"):
+        value = echoed.get(key)
+        sent = value if isinstance(value, list) else [value] if value else []
+        if not all(v.lower().startswith(("http://", "https://")) for v in sent):
+            echoed.pop(key, None)
+    return echoed
