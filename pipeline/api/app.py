@@ -100,7 +100,8 @@ def create_app(service: Service) -> FastAPI:
 
 
 def _auth(service: Service, admin: bool) -> Any:
-    def check(
+    # async: a plain def would run in the thread pool, a thread round trip per request.
+    async def check(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> None:
         token = credentials.credentials if credentials is not None else None
