@@ -91,7 +91,8 @@ def create_app(service: Service) -> FastAPI:
 
 
 def _auth(service: Service, admin: bool) -> Any:
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+    # async: a plain def would run in the thread pool, a thread round trip per request.
+    async def check(authorization: Annotated[str | None, Header()] = None) -> None:
         if not service.tokens.allows(authorization, admin=admin):
             which = "an admin" if admin and service.tokens.admin else "the API"
             raise HTTPException(
