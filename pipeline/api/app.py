@@ -117,21 +117,22 @@ def _auth(service: Service, admin: bool) -> Any:
 
 
 def _health_routes(service: Service) -> APIRouter:
+    # async: probes are answered on the event loop, never queued behind busy threads.
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Alive: the process answers."""
         return {"status": "ok"}
 
     @router.get("/readyz", responses={503: {"description": "An index is not open (yet)."}})
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Ready: every served index is open."""
         state = service.readiness()
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     @router.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> Response:
+    async def metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
