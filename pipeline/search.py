@@ -46,7 +46,7 @@ from pipeline.filters import Filter, parse_filter
 from pipeline.filters.fields import unknown_field_warning
 from pipeline.fusion import ChannelHit, FusedHit, create_fuser, fold, parent_by
 from pipeline.schema import Asset, Content, Modality, Query, SearchHit
-from rerankers.base import Progress
+from rerankers.base import Progress, best_first
 
 CLIP_CHANNELS: dict[str, frozenset[Modality]] = {
     "clip_image": frozenset({"image", "video"}),
@@ -326,11 +326,7 @@ class TwoStageSearch:
             progress=progress,
         )
         errors = {failure.index: failure.reason for failure in report.failures}
-        order = sorted(
-            range(len(candidates)),
-            key=lambda i: (math.isnan(report.scores[i]), -_or_zero(report.scores[i])),
-        )
-        rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
+        rerank_rank = {i: rank for rank, i in enumerate(best_first(report.scores), 1)}
         blended = _blend(report.scores, [hit.score for hit in candidates], self.config.rerank.blend)
         results = []
         for i, hit in enumerate(candidates):

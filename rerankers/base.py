@@ -95,16 +95,23 @@ class Reranker(Protocol):
     ) -> list[RankedDocument]: ...
 
 
+def best_first(scores: Sequence[float]) -> list[int]:
+    """Indices of ``scores`` best first, failures (NaN) last; ties keep their order."""
+    return sorted(
+        range(len(scores)),
+        key=lambda i: (math.isnan(scores[i]), 0.0 if math.isnan(scores[i]) else -scores[i]),
+    )
+
+
 def rank_report(
     report: ScoreReport, documents: Sequence[Content], top_k: int | None = None
 ) -> list[RankedDocument]:
     """Order scored documents best first, failures (NaN) last; ties keep document order."""
     reasons = {failure.index: failure.reason for failure in report.failures}
     ranked = [
-        RankedDocument(index=i, score=s, document=documents[i], error=reasons.get(i))
-        for i, s in enumerate(report.scores)
+        RankedDocument(index=i, score=report.scores[i], document=documents[i], error=reasons.get(i))
+        for i in best_first(report.scores)
     ]
-    ranked.sort(key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score) else 0))
     return ranked if top_k is None else ranked[:top_k]
 
 

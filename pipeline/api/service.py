@@ -52,7 +52,7 @@ from pipeline.pipeline import DeleteReport, Pipeline
 from pipeline.schema import Asset, Content, Query
 from pipeline.search import RerankOptions, Result
 from pipeline.session import IndexInfo, IndexSession, SearchOutcome, UpsertFailure, UpsertReport
-from rerankers.base import ScoreReport
+from rerankers.base import DocumentFailure, ScoreReport, best_first
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,7 +211,7 @@ class Service:
         report = await self._score(
             query, items, request.instruction, request.fps, request.max_frames
         )
-        order = _ranked(report)[: request.top_n]
+        order = best_first(report.scores)[: request.top_n]
         reasons = {f.index: f.reason for f in report.failures}
         results = [
             RerankResult(
@@ -236,7 +236,7 @@ class Service:
             self._check_top(request.top_n, "top_n")
         items = [MediaItem(text=d) for d in request.documents]
         report = await self._score(MediaItem(text=request.query), items, None, None, None)
-        scored = [i for i in _ranked(report) if not math.isnan(report.scores[i])]
+        scored = [i for i in best_first(report.scores) if not math.isnan(report.scores[i])]
         warnings = [f"document {f.index} not scored: {f.reason}" for f in report.failures]
         return CohereRerankResponse(
             id=str(uuid.uuid4()),
@@ -502,19 +502,10 @@ def _freeze_long_lived() -> None:
     gc.freeze()
 
 
-def _ranked(report: ScoreReport) -> list[int]:
-    scores = report.scores
-    return sorted(
-        range(len(scores)),
-        key=lambda i: (math.isnan(scores[i]), -scores[i] if not math.isnan(scores[i]) else 0),
-    )
-
-
 def _merged(
     report: ScoreReport, readable: list[int], unreadable: dict[int, str], total: int
 ) -> ScoreReport:
     """The report of the readable documents, placed back among the unreadable ones."""
-    from rerankers.base import DocumentFailure
 
     scores = [math.nan] * total
     for position, index in enumerate(readable):
