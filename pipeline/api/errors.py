@@ -15,8 +15,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from pipeline.api.gate import Saturated, StageTimeout
-from pipeline.api.media_in import MediaRefused
-from pipeline.api.problems import LimitExceeded, NotFound, NotReady
+from pipeline.api.problems import NotFound, NotReady, Refused
 from pipeline.filters import FilterError
 from pipeline.media import MediaError
 
@@ -54,8 +53,7 @@ def install(app: FastAPI) -> None:
         RequestValidationError: _invalid,
         BadBody: lambda _, e: error(e.status, e.detail, e.field),
         HTTPException: _http,
-        MediaRefused: lambda _, e: error(e.status, str(e), e.field, e.limit),
-        LimitExceeded: lambda _, e: error(e.status, str(e), e.field, e.limit),
+        Refused: lambda _, e: error(e.status, str(e), e.field, e.limit),
         NotFound: lambda _, e: error(404, str(e)),
         NotReady: lambda _, e: error(503, str(e), headers={"Retry-After": "1"}),
         Saturated: lambda _, e: error(503, str(e), headers={"Retry-After": str(e.retry_after_s)}),

@@ -55,9 +55,9 @@ class StageGate:
     def queued(self) -> int:
         return self._in_stage - self._running
 
-    async def run(self, work: Callable[[], T], timeout_s: float) -> T:
+    async def run(self, work: Callable[[], T], timeout_s: float | None) -> T:
         """``work()`` in the stage's threads; Saturated at once when full, StageTimeout
-        after ``timeout_s`` (a job still queued then is dropped unstarted)."""
+        after ``timeout_s`` (none: no deadline; a job still queued then is dropped unstarted)."""
         future = self._submit(work)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)

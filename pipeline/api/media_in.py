@@ -15,11 +15,13 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image
 
+from pipeline.api.problems import Refused
 from pipeline.api.remote import UrlPolicy, fetch_url
 from pipeline.api.server_paths import resolve_server_path
 from pipeline.api.settings import ServeConfig
@@ -27,6 +29,7 @@ from pipeline.media import MediaError, detect_kind, load_image, probe_video
 from pipeline.settings import MediaConfig
 
 Wanted = Literal["image", "video"]
+UPLOAD_PREFIX = "upload:"
 _DATA_URI = re.compile(
     r"^data:(?P<type>[\w.+/-]*)(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,"
 )
@@ -37,30 +40,35 @@ _SHORTEST_DATA = 64
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
 
 
-class MediaRefused(Exception):
-    """A media item the server will not use: ``status`` 403 (policy), 413 (over a limit)
-    or 422 (unreadable or of the wrong kind); ``field`` names it in the request."""
-
-    def __init__(self, status: int, field: str, reason: str, limit: str | None = None) -> None:
-        self.status = status
-        self.field = field
-        self.reason = reason
-        self.limit = limit
-        super().__init__(f"{field}: {reason}")
+class MediaRefused(Refused):
+    """A media item the server will not use (see ``Refused`` for the statuses)."""
 
 
 class MediaInputs:
     """Writes one request's media into ``folder`` (the caller removes it afterwards, or
-    keeps it: an upsert's media live in the index)."""
+    keeps it: an upsert's media live in the index). ``uploads`` are the request's
+    multipart file parts, which media strings name as ``upload:PART``."""
 
-    def __init__(self, serve: ServeConfig, media: MediaConfig, folder: Path) -> None:
+    def __init__(
+        self,
+        serve: ServeConfig,
+        media: MediaConfig,
+        folder: Path,
+        uploads: Mapping[str, bytes] | None = None,
+    ) -> None:
         self.serve = serve
         self.media = media
         self.folder = Path(folder)
+        self.uploads = uploads or {}
 
     # -- strings -------------------------------------------------------------------------
 
     def from_string(self, value: str, field: str, wanted: Wanted) -> Path:
+        if value.startswith(UPLOAD_PREFIX):
+            part = value.removeprefix(UPLOAD_PREFIX)
+            if part not in self.uploads:
+                raise MediaRefused(422, field, f"no uploaded file part named {part!r}")
+            return self.from_bytes(self.uploads[part], field, wanted)
         if value.startswith("data:"):
             return self.from_bytes(_data_uri_bytes(value, field, self.serve), field, wanted)
         if _SCHEME.match(value):
@@ -74,6 +82,8 @@ class MediaInputs:
 
     def frames(self, values: list[str], field: str) -> list[Path]:
         """A video given as frame images, in order."""
+        if not values:
+            raise MediaRefused(422, field, "a video given as frames has no frames")
         if len(values) > self.serve.max_video_frames:
             raise MediaRefused(
                 413,

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from pipeline.api.auth import Tokens
 from pipeline.api.gate import Saturated, StageGate, StageTimeout
-from pipeline.api.media_in import MediaInputs, MediaRefused, Wanted
+from pipeline.api.media_in import MediaInputs, MediaRefused
 from pipeline.api.media_out import media_file, thumbnail
 from pipeline.api.metrics import Metrics
 from pipeline.api.problems import LimitExceeded, NotFound, NotReady
@@ -56,7 +56,6 @@ from rerankers.base import DocumentFailure, ScoreReport, best_first
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-UPLOAD_PREFIX = "upload:"
 
 
 @dataclass
@@ -167,8 +166,9 @@ class Service:
         rerank_on = config.rerank.enabled if request.rerank is None else request.rerank
         options = RerankOptions(instruction=request.instruction, fps=request.fps)
 
-        def work(inputs: MediaInputs) -> tuple[SearchOutcome, set[str]]:
-            query = Query(**self._fields(request.query, inputs, "query", uploads or {}))
+        def work(folder: Path) -> tuple[SearchOutcome, set[str]]:
+            inputs = MediaInputs(self.serve, config.media, folder, uploads)
+            query = Query(**_fields(request.query, inputs, "query"))
             if rerank_on:
                 _ensure_loaded(served.pipeline)
             outcome = session.search(
@@ -258,8 +258,9 @@ class Service:
         """Scores in document order; a document whose media cannot be read fails alone
         (403 and 413 refusals still refuse the whole request)."""
 
-        def work(inputs: MediaInputs) -> ScoreReport:
-            query = Query(**self._fields(query_item, inputs, "query", {}))
+        def work(folder: Path) -> ScoreReport:
+            inputs = MediaInputs(self.serve, self.pipeline.config.media, folder)
+            query = Query(**_fields(query_item, inputs, "query"))
             if query.is_empty:
                 raise MediaRefused(422, "query", "the query has no text, image or video")
             documents, unreadable = self._documents(items, inputs)
@@ -283,7 +284,7 @@ class Service:
         unreadable: dict[int, str] = {}
         for i, item in enumerate(items):
             try:
-                content = Content(**self._fields(item, inputs, f"documents[{i}]", {}))
+                content = Content(**_fields(item, inputs, f"documents[{i}]"))
             except MediaRefused as exc:
                 if exc.status != 422:
                     raise
@@ -329,16 +330,15 @@ class Service:
                 "serve.max_assets_per_upsert",
             )
 
-        def work(_: MediaInputs) -> UpsertReport:
+        def work(_: Path) -> UpsertReport:
             # The media live in the index, beside the assets that name them.
-            stored = MediaInputs(
-                self.serve, served.pipeline.config.media, session.directory / "media"
-            )
+            media = served.pipeline.config.media
+            stored = MediaInputs(self.serve, media, session.directory / "media", uploads)
             rows: list[Asset] = []
             unreadable: list[UpsertFailure] = []
             for i, row in enumerate(assets):
                 try:
-                    fields = self._fields(row, stored, f"assets[{i}]", uploads or {})
+                    fields = _fields(row, stored, f"assets[{i}]")
                     rows.append(Asset(id=row.id, metadata=row.metadata, **fields))
                 except MediaRefused as exc:
                     if exc.status != 422:
@@ -351,7 +351,7 @@ class Service:
             return report
 
         # A write is never abandoned half-way by a timeout: it gets no deadline.
-        return await self._in_stage("embed", work, timeout_s=None)
+        return await self._in_stage("embed", work, deadline=False)
 
     def delete(self, name: str, asset_id: str) -> DeleteReport:
         report = self.session(name).delete([asset_id])
@@ -410,63 +410,27 @@ class Service:
 
     # -- shared --------------------------------------------------------------------------
 
-    async def _in_stage(
-        self,
-        stage: str,
-        work: Callable[[MediaInputs], T],
-        timeout_s: float | None = -1.0,
-    ) -> T:
-        """``work`` in a model stage with a scratch folder for the request's media, removed
-        when the work ends (even after a timeout answered the client)."""
+    async def _in_stage(self, stage: str, work: Callable[[Path], T], deadline: bool = True) -> T:
+        """``work(folder)`` in a model stage, with a scratch folder for the request's media
+        that is removed when the work ends (even after a timeout answered the client).
+        Without ``deadline``, no timeout."""
         folder = self._scratch / uuid.uuid4().hex
 
         def run() -> T:
             try:
-                return work(MediaInputs(self.serve, self.pipeline.config.media, folder))
+                return work(folder)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
 
-        deadline = self.serve.request_timeout_s if timeout_s == -1.0 else timeout_s
+        timeout_s = self.serve.request_timeout_s if deadline else None
         try:
-            return await self.gates[stage].run(run, deadline)
+            return await self.gates[stage].run(run, timeout_s)
         except Saturated:
             self.metrics.rejected.labels(stage, "saturated").inc()
             raise
         except StageTimeout:
             self.metrics.rejected.labels(stage, "timeout").inc()
             raise
-
-    def _fields(
-        self,
-        item: MediaItem | AssetIn,
-        inputs: MediaInputs,
-        field: str,
-        uploads: Mapping[str, bytes],
-    ) -> dict[str, Any]:
-        """Content keyword arguments with every media string made a checked file."""
-
-        def one(value: str, where: str, wanted: Wanted) -> Path:
-            if value.startswith(UPLOAD_PREFIX):
-                part = value.removeprefix(UPLOAD_PREFIX)
-                if part not in uploads:
-                    raise MediaRefused(422, where, f"no uploaded file part named {part!r}")
-                return inputs.from_bytes(uploads[part], where, wanted)
-            return inputs.from_string(value, where, wanted)
-
-        image = one(item.image, f"{field}.image", "image") if item.image else None
-        video: Path | list[Path] | None = None
-        if isinstance(item.video, list):
-            if not item.video:
-                raise MediaRefused(422, f"{field}.video", "a video given as frames has no frames")
-            if len(item.video) > self.serve.max_video_frames:
-                inputs.frames(item.video, f"{field}.video")  # raises, naming the limit
-            video = [one(v, f"{field}.video[{i}]", "image") for i, v in enumerate(item.video)]
-        elif item.video:
-            video = one(item.video, f"{field}.video", "video")
-        fields: dict[str, Any] = {"text": item.text, "image": image, "video": video}
-        if isinstance(item, AssetIn):
-            fields["fps"] = item.fps
-        return fields
 
     def _check_top(self, value: int, field: str) -> None:
         if value > self.serve.max_top_k:
@@ -483,6 +447,20 @@ class Service:
                 f"{count} documents; serve.max_documents is {limit}",
                 "serve.max_documents",
             )
+
+
+def _fields(item: MediaItem | AssetIn, inputs: MediaInputs, field: str) -> dict[str, Any]:
+    """Content keyword arguments with every media string made a checked file."""
+    image = inputs.from_string(item.image, f"{field}.image", "image") if item.image else None
+    video: Path | list[Path] | None = None
+    if isinstance(item.video, list):
+        video = inputs.frames(item.video, f"{field}.video")
+    elif item.video:
+        video = inputs.from_string(item.video, f"{field}.video", "video")
+    fields: dict[str, Any] = {"text": item.text, "image": image, "video": video}
+    if isinstance(item, AssetIn):
+        fields["fps"] = item.fps
+    return fields
 
 
 def _ensure_loaded(pipeline: Pipeline) -> None:
@@ -506,7 +484,6 @@ def _merged(
     report: ScoreReport, readable: list[int], unreadable: dict[int, str], total: int
 ) -> ScoreReport:
     """The report of the readable documents, placed back among the unreadable ones."""
-
     scores = [math.nan] * total
     for position, index in enumerate(readable):
         scores[index] = report.scores[position]
