@@ -104,8 +104,8 @@ class Pipeline:
         """Both stages: recall per channel, fusion, rerank of the fused top N (unless
         ``rerank`` is False or the config turns it off). ``filter`` is a metadata
         expression (see ``pipeline.filters``) applied in every channel. ``progress`` hears
-        the reranker's ``(documents done, total)``."""
-        check_query_media(query, self.config.media)
+        the reranker's ``(documents done, total)``. A query file that cannot be read
+        fails before any model loads."""
         with self.session(directory) as session:
             outcome = session.search(
                 query, top_k=top_k, filter=filter, rerank=rerank, progress=progress

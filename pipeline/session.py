@@ -94,7 +94,7 @@ class IndexSession:
         options: RerankOptions | None = None,
     ) -> SearchOutcome:
         pipeline = self.pipeline
-        check_query_media(query, pipeline.config.media)
+        check_query_media(query, pipeline.config.media)  # before any model loads
         pipeline.warn_if_tiny(self.index, self.directory)
         channels = self.channels if len(self.channels) else None
         search = TwoStageSearch(
