@@ -234,12 +234,15 @@ class _Stages:
 
     def checked(self, assets: Iterator[Asset]) -> Iterator[Asset]:
         """The assets that can be stored; the others fail (read stage) with the reason."""
-        for asset in assets:
-            if problem := asset_storage_problem(asset):
-                self._fail([(asset.id, "read", f"cannot be stored: {problem}")])
-                self.report.failed += 1
-            else:
-                yield asset
+        return (asset for asset in assets if self._storable(asset))
+
+    def _storable(self, asset: Asset) -> bool:
+        """Whether the store can hold the asset; if not, it fails with the reason."""
+        if problem := asset_storage_problem(asset):
+            self._fail([(asset.id, "read", f"cannot be stored: {problem}")])
+            self.report.failed += 1
+            return False
+        return True
 
     def _read(self, source: Path, done: set[str], progress: ProgressCallback) -> Iterator[Asset]:
         report = self.report
@@ -258,9 +261,7 @@ class _Stages:
             elif item.id in done:
                 report.already_indexed += 1
                 progress(count)
-            elif problem := asset_storage_problem(item):
-                self._fail([(item.id, "read", f"cannot be stored: {problem}")])
-                report.failed += 1
+            elif not self._storable(item):
                 progress(count)
             else:
                 self._counts[item.id] = self._counts.get(item.id, 0) + count
