@@ -148,7 +148,7 @@ class MediaInputs:
         except MediaError as exc:
             raise MediaRefused(422, field, exc.reason) from None
         limit = self.serve.max_video_seconds
-        if info.duration is not None and info.duration > limit:
+        if info.duration > limit:
             raise MediaRefused(
                 413,
                 field,

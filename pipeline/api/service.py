@@ -191,14 +191,11 @@ class Service:
         if not has_media:
             return SearchResult(**result.model_dump())
         base = f"/v1/indexes/{quote(name, safe='')}/assets/{quote(result.id, safe='')}"
-        media = f"{base}/media"
-        if result.best_timestamp is not None:
+        media, thumbnail = f"{base}/media", f"{base}/thumbnail"
+        if result.best_timestamp is not None:  # the best moment of a video
             media += f"#t={result.best_timestamp:.3f}"
-        thumbnail = f"{base}/thumbnail"
-        if result.best_timestamp is not None:
             thumbnail += f"?t={result.best_timestamp:.3f}"
-        fields = result.model_dump()
-        return SearchResult(**fields, media_url=media, thumbnail_url=thumbnail)
+        return SearchResult(**result.model_dump(), media_url=media, thumbnail_url=thumbnail)
 
     # -- rerank --------------------------------------------------------------------------
 
