@@ -169,9 +169,15 @@ def open_channels(index: SearchIndex, index_dir: Path, config: Config) -> Channe
     """The index's configured text channels, caught up with its store (a build or a
     delete killed after the store committed left them behind)."""
     channels = ChannelSet.open(index_dir, config.text_channels)
+    catch_up_channels(channels, index)
+    return channels
+
+
+def catch_up_channels(channels: ChannelSet, index: SearchIndex) -> None:
+    """Bring the channels in step with the store (reads every stored id: do it before
+    writing, not on every search)."""
     if len(channels):
         channels.reconcile(index.ids(), lambda asset_id: _stored_text(index, asset_id))
-    return channels
 
 
 def _stored_text(index: SearchIndex, asset_id: str) -> str | None:

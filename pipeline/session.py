@@ -10,14 +10,15 @@ durable.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from indexers.backends import SearchIndex
-from indexers.build import ItemFailure, open_channels, upsert_assets
+from indexers.build import ItemFailure, catch_up_channels, upsert_assets
 from indexers.channel_set import ChannelSet
 from pipeline.media_inputs import check_query_media
 from pipeline.schema import Asset, Query
@@ -69,8 +70,11 @@ class IndexSession:
         self.directory = Path(directory)
         self.index: SearchIndex = pipeline.open_index(self.directory)
         self._write_lock = threading.Lock()
+        # Searches use the channels as saved; the first write catches them up with the
+        # store (see _writing), so a one-off search never reads every stored id.
+        self._caught_up = False
         try:
-            self.channels: ChannelSet = open_channels(self.index, self.directory, pipeline.config)
+            self.channels = ChannelSet.open(self.directory, pipeline.config.text_channels)
         except Exception:
             self.index.close()
             raise
@@ -113,7 +117,7 @@ class IndexSession:
     def upsert(self, assets: Sequence[Asset]) -> UpsertReport:
         """Embed with the model the index was built with and store; committed on return."""
         embedder = self.pipeline.embedder_of(self.index)
-        with self._write_lock:
+        with self._writing():
             report, failures = upsert_assets(
                 self.pipeline.config, embedder, self.index, self.channels, assets
             )
@@ -127,7 +131,7 @@ class IndexSession:
     def delete(self, ids: Sequence[str]) -> DeleteReport:
         from pipeline.pipeline import DeleteReport
 
-        with self._write_lock:
+        with self._writing():
             unknown = [asset_id for asset_id in dict.fromkeys(ids) if asset_id not in self.index]
             removed = self.index.delete(list(ids))
             self.index.commit()
@@ -135,6 +139,16 @@ class IndexSession:
                 self.channels.delete(list(ids))
                 self.channels.save()
         return DeleteReport(deleted=removed, unknown=unknown)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time, with the channels in step with the store (a build or a
+        delete killed after the store committed can have left them behind)."""
+        with self._write_lock:
+            if not self._caught_up:
+                catch_up_channels(self.channels, self.index)
+                self._caught_up = True
+            yield
 
     def get(self, asset_id: str) -> Asset | None:
         return self.index.get(asset_id)
