@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.schema import Content
+from rerankers.preprocessing import ImagePreprocessing
 
 
 class DocumentFailure(BaseModel):
@@ -40,13 +41,16 @@ class ScoreOptions(BaseModel):
     """Per-request settings; None means the backend's configured value. ``instruction``
     states the task (backends that take none ignore it); ``fps`` is the video sampling
     rate for documents that set none of their own; ``max_frames`` caps the frames
-    sampled per video; ``progress`` hears how many documents are done."""
+    sampled per video; ``image`` brings the query's and documents' images into shape
+    (backends that do not preprocess images ignore it); ``progress`` hears how many
+    documents are done."""
 
     model_config = ConfigDict(frozen=True)
 
     instruction: str | None = None
     fps: float | None = None
     max_frames: int | None = None
+    image: ImagePreprocessing | None = None
     progress: Progress = no_progress
 
 
@@ -63,7 +67,9 @@ class RankedDocument(BaseModel):
 class Reranker(Protocol):
     """``instruction`` states the task (backends that take none ignore it); ``fps`` is
     the video sampling rate for documents that set none of their own; ``max_frames``
-    caps the frames sampled per video. None means the backend's configured value."""
+    caps the frames sampled per video; ``image`` brings images into shape before the
+    model's own resizing (backends that do not preprocess images ignore it). None means
+    the backend's configured value."""
 
     def score_report(
         self,
@@ -73,6 +79,8 @@ class Reranker(Protocol):
         fps: float | None = None,
         max_frames: int | None = None,
         progress: Progress | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> ScoreReport: ...
 
     def score(
@@ -82,6 +90,8 @@ class Reranker(Protocol):
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> list[float]: ...
 
     def rank(
@@ -92,6 +102,8 @@ class Reranker(Protocol):
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> list[RankedDocument]: ...
 
 
@@ -132,6 +144,8 @@ class RerankerBase:
         fps: float | None = None,
         max_frames: int | None = None,
         progress: Progress | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> ScoreReport:
         """Scores in document order. ``progress`` hears ``(done, total)`` as backends that
         score in batches finish each, and ``(total, total)`` at the end from every one."""
@@ -141,6 +155,7 @@ class RerankerBase:
             instruction=instruction,
             fps=fps,
             max_frames=max_frames,
+            image=image,
             progress=progress or no_progress,
         )
         report = self._score(query, documents, options)
@@ -154,9 +169,11 @@ class RerankerBase:
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> list[float]:
         return self.score_report(
-            query, documents, instruction=instruction, fps=fps, max_frames=max_frames
+            query, documents, instruction=instruction, fps=fps, max_frames=max_frames, image=image
         ).scores
 
     def rank(
@@ -167,8 +184,10 @@ class RerankerBase:
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> list[RankedDocument]:
         report = self.score_report(
-            query, documents, instruction=instruction, fps=fps, max_frames=max_frames
+            query, documents, instruction=instruction, fps=fps, max_frames=max_frames, image=image
         )
         return rank_report(report, documents, top_k)

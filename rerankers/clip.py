@@ -3,7 +3,8 @@
 A document scores its best modality vector's cosine with the query (a video: its
 best sampled frame), the rule stage one uses, so this backend shows what a second
 stage adds over recall alone. Scores are raw cosines in [-1, 1]; it takes no
-instruction.
+instruction, and ignores a request's image preprocessing (images go to CLIP as stage
+one embeds them).
 """
 
 from __future__ import annotations

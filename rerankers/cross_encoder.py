@@ -2,7 +2,8 @@
 
 Only text is scored: a document without text fails with its reason, and a
 document's image or video is ignored. Scores go through a sigmoid, so they lie in
-[0, 1] like the Qwen3-VL reranker's. It takes no instruction.
+[0, 1] like the Qwen3-VL reranker's. It takes no instruction, and ignores a request's
+image preprocessing (it sees no images).
 """
 
 from __future__ import annotations

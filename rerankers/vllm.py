@@ -34,7 +34,8 @@ its text; older ones add one) and #42412 (``chat_template_kwargs`` honoured on
 /v1/rerank; older ones silently use the template's default instruction). The
 server's own processor settings decide image and frame resolution and which
 frames are sampled, so video scores can differ slightly from the local backend's.
-Videos given as frame lists cannot be sent.
+A request's image preprocessing is ignored: images are sent as decoded, and the
+server resizes them its own way. Videos given as frame lists cannot be sent.
 """
 
 from __future__ import annotations

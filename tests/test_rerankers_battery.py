@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from rerankers.config import (
     Qwen3VLRerankerConfig,
     VllmRerankerConfig,
 )
+from rerankers.preprocessing import ImagePreprocessing
 from rerankers.registry import create_reranker
 from tests.rerankers_support import (
     EXAMPLE_MEDIA,
@@ -37,6 +39,7 @@ class Case:
     failing: set[int]  # documents that must fail, with a reason
     low: float  # the backend's score range
     high: float
+    preprocesses_images: bool = False  # a request's image preprocessing changes its scores
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,7 @@ def case(
     else:
         qwen = create_reranker(request.getfixturevalue("qwen_config"))
         if backend == "qwen3_vl":
-            yield Case(qwen, multimodal_documents, MULTIMODAL_FAILING, 0.0, 1.0)
+            yield Case(qwen, multimodal_documents, MULTIMODAL_FAILING, 0.0, 1.0, True)
             return
         media_dir = tmp_path_factory.mktemp("vllm-media")
         with FakeVllmServer(qwen, media_dir) as server:
@@ -158,6 +161,25 @@ def test_instruction_and_fps_are_accepted(case: Case):
         QUERY, case.documents[:2], instruction="Find posters of cats.", fps=2.0
     )
     assert len(report.scores) == 2
+
+
+def test_the_protocol_s_signatures_and_a_request_s_image_preprocessing(case: Case):
+    assert isinstance(case.reranker, Reranker)
+    for method in ("score_report", "score", "rank"):
+        ours = inspect.signature(getattr(type(case.reranker), method)).parameters
+        assert list(ours) == list(inspect.signature(getattr(Reranker, method)).parameters)
+        assert ours["image"].kind is inspect.Parameter.KEYWORD_ONLY
+    documents = case.documents[:4]
+    plain = case.reranker.score(QUERY, documents)
+    crop = ImagePreprocessing(target_size=(32, 32), resize_mode="crop")
+    cropped = case.reranker.score(QUERY, documents, image=crop)
+    ranked = case.reranker.rank(QUERY, documents, image=crop)
+    expected = [cropped[r.index] for r in ranked]
+    assert [r.score for r in ranked] == pytest.approx(expected, abs=1e-6, nan_ok=True)
+    if case.preprocesses_images:
+        assert cropped != pytest.approx(plain, abs=1e-6, nan_ok=True)
+    else:  # backends that do not preprocess images ignore it
+        assert cropped == pytest.approx(plain, abs=1e-6, nan_ok=True)
 
 
 def test_progress_counts_up_to_every_document(case: Case):

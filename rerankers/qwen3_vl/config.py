@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rerankers.preprocessing import ImagePreprocessing, Resample, ResizeMode
 from rerankers.qwen3_vl.prompt import DEFAULT_INSTRUCTION
 
 GRID_UNIT = 32
@@ -107,14 +108,12 @@ class Qwen3VLRerankerConfig(BaseModel):
         default=None,
         description="[width, height] images are brought to before the processor's own resizing.",
     )
-    resize_mode: Literal["none", "fit", "crop"] = Field(
+    resize_mode: ResizeMode = Field(
         default="none",
         description="'fit' letterboxes into target_size, 'crop' centre-crops to it, "
         "'none' leaves images as they are.",
     )
-    resample: Literal["bicubic", "bilinear", "nearest"] = Field(
-        default="bicubic", description="Filter of the target_size step."
-    )
+    resample: Resample = Field(default="bicubic", description="Filter of the target_size step.")
     blur_sigma: float | None = Field(
         default=None, gt=0.0, description="Gaussian blur (standard deviation, pixels)."
     )
@@ -162,15 +161,20 @@ class Qwen3VLRerankerConfig(BaseModel):
             raise ValueError("min_pixels must not exceed max_pixels")
         if self.frame_min_pixels > self.frame_max_pixels:
             raise ValueError("frame_min_pixels must not exceed frame_max_pixels")
-        if self.resize_mode != "none" and self.target_size is None:
-            raise ValueError(f"resize_mode {self.resize_mode!r} needs target_size [width, height]")
         if self.preprocess_workers != "auto" and self.preprocess_workers < 1:
             raise ValueError("preprocess_workers must be 'auto' or a positive integer")
         if self.max_batch_tokens != "auto" and self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be 'auto' or a positive integer")
-        if self.target_size is not None and min(self.target_size) < 1:
-            raise ValueError("target_size must be two positive integers [width, height]")
+        # The image settings' rules live in their own model: building it checks them.
+        _ = self.image_preprocessing
         return self
+
+    @property
+    def image_preprocessing(self) -> ImagePreprocessing:
+        """The flat image settings as one value: what a request bringing none gets."""
+        return ImagePreprocessing.model_validate(
+            {name: getattr(self, name) for name in ImagePreprocessing.model_fields}
+        )
 
     @property
     def model_path(self) -> str:

@@ -18,6 +18,7 @@ from functools import partial
 
 from pipeline import media
 from pipeline.schema import Content
+from rerankers.preprocessing import ImagePreprocessing
 from rerankers.qwen3_vl.config import AUTO_PREPROCESS_WORKERS
 from rerankers.qwen3_vl.visual import VisualInput, VisualPreprocessor
 
@@ -38,10 +39,14 @@ def resolve_workers(setting: int | str) -> int:
 
 
 def side_visuals(
-    preprocessor: VisualPreprocessor, side: Content, fps: float, max_frames: int
+    preprocessor: VisualPreprocessor,
+    side: Content,
+    fps: float,
+    max_frames: int,
+    image: ImagePreprocessing,
 ) -> list[VisualInput]:
     """``side``'s visuals, prepared here; raises what an unreadable one raises."""
-    return [job() for _, job in _jobs_of(preprocessor, side, fps, max_frames)]
+    return [job() for _, job in _jobs_of(preprocessor, side, fps, max_frames, image)]
 
 
 def documents_visuals(
@@ -49,13 +54,15 @@ def documents_visuals(
     documents: Sequence[Content],
     fps: float,
     max_frames: int,
+    image: ImagePreprocessing,
     workers: int,
 ) -> list[list[VisualInput] | str]:
-    """Per document, its visuals, or why one of them cannot be read."""
+    """Per document, its visuals (images brought into shape by ``image``), or why one
+    of them cannot be read."""
     jobs: dict[Hashable, Callable[[], VisualInput]] = {}
     plans: list[list[Hashable]] = []
     for document in documents:
-        own = _jobs_of(preprocessor, document, fps, max_frames)
+        own = _jobs_of(preprocessor, document, fps, max_frames, image)
         for key, job in own:
             jobs.setdefault(key, job)
         plans.append([key for key, _ in own])
@@ -68,16 +75,22 @@ def documents_visuals(
 
 
 def _jobs_of(
-    preprocessor: VisualPreprocessor, side: Content, fps: float, max_frames: int
+    preprocessor: VisualPreprocessor,
+    side: Content,
+    fps: float,
+    max_frames: int,
+    image: ImagePreprocessing,
 ) -> list[tuple[Hashable, Callable[[], VisualInput]]]:
+    # Video frames are sampled and resized as a clip; the image preprocessing never
+    # touches them.
     jobs: list[tuple[Hashable, Callable[[], VisualInput]]] = []
     if side.video is not None:
         video_fps = side.fps or fps  # a document's own fps wins over the request's
         key = ("video", _source_identity(side.video), video_fps)
         jobs.append((key, partial(preprocessor.video, side.video, video_fps, max_frames)))
     if side.image is not None:
-        key = ("image", _source_identity(side.image))
-        jobs.append((key, partial(preprocessor.image, side.image)))
+        key = ("image", _source_identity(side.image), image)
+        jobs.append((key, partial(preprocessor.image, side.image, image)))
     return jobs
 
 

@@ -23,6 +23,7 @@ import torch
 from pipeline.hub import WEIGHT_FILES, quiet_loading, require_hub_model
 from pipeline.schema import Content
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
+from rerankers.preprocessing import ImagePreprocessing
 from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, BatchOutcome, score_in_batches
 from rerankers.qwen3_vl.config import (
     CPU_BATCH_TOKENS,
@@ -177,9 +178,11 @@ class Qwen3VLRerankerBackend(RerankerBase):
         instruction: str | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        *,
+        image: ImagePreprocessing | None = None,
     ) -> list[int | None]:
         """Tokens each pair feeds the model after truncation (None: unreadable document)."""
-        options = ScoreOptions(instruction=instruction, fps=fps, max_frames=max_frames)
+        options = ScoreOptions(instruction=instruction, fps=fps, max_frames=max_frames, image=image)
         encoded, _ = self._encode(query, documents, options)
         return [len(encoded[i]) if i in encoded else None for i in range(len(documents))]
 
@@ -190,12 +193,13 @@ class Qwen3VLRerankerBackend(RerankerBase):
         fps = options.fps or self.config.fps
         max_frames = options.max_frames or self.config.max_frames
         instruction = options.instruction or self.config.instruction
+        image = self.config.image_preprocessing if options.image is None else options.image
         try:
-            query_visuals = side_visuals(runtime.visuals, query, fps, max_frames)
+            query_visuals = side_visuals(runtime.visuals, query, fps, max_frames, image)
         except UNREADABLE as exc:
             raise ValueError(f"query cannot be used: {unreadable_reason(exc)}") from exc
         workers = resolve_workers(self.config.preprocess_workers)
-        prepared = documents_visuals(runtime.visuals, documents, fps, max_frames, workers)
+        prepared = documents_visuals(runtime.visuals, documents, fps, max_frames, image, workers)
         encoded: dict[int, EncodedPair] = {}
         failures: dict[int, str] = {}
         for index, (document, visuals) in enumerate(zip(documents, prepared, strict=True)):

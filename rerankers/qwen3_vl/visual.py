@@ -22,19 +22,14 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 from pipeline import media
 from pipeline.schema import Frame, VideoInput
+from rerankers.preprocessing import ImagePreprocessing, apply_user_preprocessing
 from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
 from rerankers.qwen3_vl.sizing import smart_resize, to_rgb
 from rerankers.qwen3_vl.video_frames import FRAME_FACTOR, file_clip, frame_list_clip
-
-_PIL_FILTERS = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-}
 
 
 @dataclass(frozen=True)
@@ -58,20 +53,6 @@ def visual_identity(visual: VisualInput) -> Hashable:
     """Equal for visuals that are the same input. Inputs made outside the preprocessor
     carry no key: they are told apart by object identity (and never cached)."""
     return visual.key if visual.key is not None else ("object", id(visual))
-
-
-def apply_user_preprocessing(image: Image.Image, config: Qwen3VLRerankerConfig) -> Image.Image:
-    """The study knobs: bring to target_size (letterbox or centre crop), then blur."""
-    if config.resize_mode != "none" and config.target_size is not None:
-        size = (int(config.target_size[0]), int(config.target_size[1]))
-        method = _PIL_FILTERS[config.resample]
-        if config.resize_mode == "fit":
-            image = ImageOps.pad(image, size, method=method, color=(0, 0, 0))
-        else:
-            image = ImageOps.fit(image, size, method=method)
-    if config.blur_sigma is not None:
-        image = image.filter(ImageFilter.GaussianBlur(radius=config.blur_sigma))
-    return image
 
 
 class _Sized(Protocol):
@@ -187,22 +168,20 @@ class VisualPreprocessor:
             else {}
         )
 
-    def image(self, source: Path | Image.Image) -> VisualInput:
+    def image(
+        self, source: Path | Image.Image, preprocessing: ImagePreprocessing | None = None
+    ) -> VisualInput:
+        """An image brought into shape by ``preprocessing`` (None: the configured one)."""
         cfg = self.config
-        settings = (
-            cfg.min_pixels,
-            cfg.max_pixels,
-            cfg.max_image_pixels,
-            cfg.target_size,
-            cfg.resize_mode,
-            cfg.resample,
-            cfg.blur_sigma,
-        )
+        chosen = cfg.image_preprocessing if preprocessing is None else preprocessing
+        # Keyed by the preprocessing in effect, so requests that differ in it never
+        # share (or overwrite) each other's prepared images.
+        settings = (cfg.min_pixels, cfg.max_pixels, cfg.max_image_pixels, chosen)
         if isinstance(source, Image.Image):
             key = ("image", self.hasher.image(source), settings)
         else:
             key = ("image", self.hasher.file(Path(source)), settings)
-        return self._once(key, lambda: self._prepare_image(source))
+        return self._once(key, lambda: self._prepare_image(source, chosen))
 
     def video(self, source: VideoInput, fps: float, max_frames: int) -> VisualInput:
         """A video file sampled at ``fps`` up to ``max_frames``; a list of frames as the
@@ -256,13 +235,15 @@ class VisualPreprocessor:
             with self._in_flight_lock:
                 del self._in_flight[key]
 
-    def _prepare_image(self, source: Path | Image.Image) -> VisualInput:
+    def _prepare_image(
+        self, source: Path | Image.Image, preprocessing: ImagePreprocessing
+    ) -> VisualInput:
         cfg = self.config
         if isinstance(source, Image.Image):
             image = to_rgb(source)
         else:
             image = to_rgb(media.decode_image(Path(source), max_pixels=cfg.max_image_pixels))
-        image = apply_user_preprocessing(image, cfg)
+        image = apply_user_preprocessing(image, preprocessing)
         height, width = smart_resize(image.height, image.width, cfg.min_pixels, cfg.max_pixels)
         # PIL's default filter, as the reference's fetch_image resizes.
         image = image.resize((width, height), Image.Resampling.BICUBIC)
