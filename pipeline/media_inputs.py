@@ -41,6 +41,16 @@ def content_frames(content: Content, media: MediaConfig) -> list[Frame]:
     ]
 
 
+def with_sampling(media: MediaConfig, fps: float | None, max_frames: int | None) -> MediaConfig:
+    """``media`` with a request's video sampling settings (None: as configured)."""
+    updates: dict[str, float | int] = {}
+    if fps is not None:
+        updates["video_fps"] = fps
+    if max_frames is not None:
+        updates["max_frames"] = max_frames
+    return media.model_copy(update=updates) if updates else media
+
+
 def _frame_image(item: Path | Image.Image, media: MediaConfig) -> Image.Image:
     if isinstance(item, Image.Image):
         return item

@@ -17,9 +17,11 @@ from pipeline.config import Config, EmbedderConfig, load_config
 from pipeline.media_inputs import check_query_media
 from pipeline.model_pool import ModelPool, RerankerStatus
 from pipeline.models import apply_profile
-from pipeline.schema import Query
+from pipeline.schema import Content, Query
 from pipeline.search import Result
-from rerankers.base import Progress, Reranker
+from rerankers import breakdown
+from rerankers.base import Progress, Reranker, ScoreReport
+from rerankers.preprocessing import ImagePreprocessing
 from rerankers.request import RerankRequest, RerankResponse, run_request
 
 if TYPE_CHECKING:
@@ -142,3 +144,58 @@ class Pipeline:
         hears ``(documents done, total)``."""
         check_query_media(request.query_content(), self.config.media)
         return run_request(self.reranker, request, progress)
+
+    def score(
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        *,
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        image: ImagePreprocessing | None = None,
+        progress: Progress | None = None,
+    ) -> ScoreReport:
+        """Stage two alone on documents already built (uploads, not a request file), with
+        every per-request setting; None is the reranker's configured value. A query file
+        that cannot be read raises MediaError before any model loads; an unreadable
+        document fails on its own, in the report."""
+        check_query_media(query, self.config.media)
+        return self.reranker.score_report(
+            query,
+            documents,
+            instruction=instruction,
+            fps=fps,
+            max_frames=max_frames,
+            progress=progress,
+            image=image,
+        )
+
+    def explain(
+        self,
+        query: Content,
+        document: Content,
+        *,
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        image: ImagePreprocessing | None = None,
+        frames: bool = False,
+        progress: Progress | None = None,
+    ) -> breakdown.Breakdown:
+        """One document's score beside its parts' scores and, with ``frames``, each of
+        its video's sampled frames' (see ``rerankers.breakdown``), scored by stage two. A
+        query file that cannot be read raises MediaError before any model loads."""
+        check_query_media(query, self.config.media)
+        return breakdown.explain(
+            self.reranker,
+            query,
+            document,
+            instruction=instruction,
+            fps=fps,
+            max_frames=max_frames,
+            image=image,
+            frames=frames,
+            progress=progress,
+            media=self.config.media,
+        )

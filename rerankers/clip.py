@@ -18,7 +18,7 @@ from PIL import Image
 
 from indexers.embedders import Embedder, create_embedder, embed_query
 from pipeline.media import MediaError
-from pipeline.media_inputs import content_frames, content_image
+from pipeline.media_inputs import content_frames, content_image, with_sampling
 from pipeline.schema import Content
 from pipeline.settings import MediaConfig
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
@@ -91,7 +91,7 @@ class ClipReranker(RerankerBase):
         self.load()
         embedder = self._embedder
         assert embedder is not None
-        media = _with_sampling(self._media, options)
+        media = with_sampling(self._media, options.fps, options.max_frames)
         try:
             query_vector = embed_query(embedder, query, media)
         except (MediaError, OSError) as exc:
@@ -136,15 +136,6 @@ def _pictures(document: Content, media: MediaConfig) -> list[Image.Image]:
             raise ValueError("video yielded no frames")
         pictures += [frame.image for frame in frames]
     return pictures
-
-
-def _with_sampling(media: MediaConfig, options: ScoreOptions) -> MediaConfig:
-    updates: dict[str, float | int] = {}
-    if options.fps is not None:
-        updates["video_fps"] = options.fps
-    if options.max_frames is not None:
-        updates["max_frames"] = options.max_frames
-    return media.model_copy(update=updates) if updates else media
 
 
 __all__ = ["ClipReranker"]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from pipeline.hub import WEIGHT_FILES, quiet_loading, require_hub_model
-from pipeline.schema import Content
+from pipeline.schema import Content, Frame, VideoInput
 from rerankers.base import DocumentFailure, RerankerBase, ScoreOptions, ScoreReport
 from rerankers.preprocessing import ImagePreprocessing
 from rerankers.qwen3_vl.batching import OUT_OF_MEMORY, BatchOutcome, score_in_batches
@@ -42,7 +42,7 @@ from rerankers.qwen3_vl.prepare import (
 )
 from rerankers.qwen3_vl.prompt import build_messages
 from rerankers.qwen3_vl.vision import VisionEncoder
-from rerankers.qwen3_vl.visual import VisualInput, VisualPreprocessor
+from rerankers.qwen3_vl.visual import VisualInput, VisualPreprocessor, sampled_clip
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,23 @@ class Qwen3VLRerankerBackend(RerankerBase):
         options = ScoreOptions(instruction=instruction, fps=fps, max_frames=max_frames, image=image)
         encoded, _ = self._encode(query, documents, options)
         return [len(encoded[i]) if i in encoded else None for i in range(len(documents))]
+
+    def sampled_frames(
+        self, video: VideoInput, fps: float | None = None, max_frames: int | None = None
+    ) -> list[Frame]:
+        """The frames the model sees of ``video`` (``fps`` and ``max_frames`` as a request
+        gives them, None: configured), each with the time the prompt gives it. A frame
+        list's padding frame, which only repeats the last one to make the count even, is
+        left out: it is no moment of the video. Loads no model; raises what an unreadable
+        video raises."""
+        clip = sampled_clip(
+            video, fps or self.config.fps, max_frames or self.config.max_frames, self.config
+        )
+        count = len(clip.images) - int(clip.padded)
+        return [
+            Frame(timestamp=timestamp, image=image)
+            for image, timestamp in zip(clip.images[:count], clip.timestamps[:count], strict=True)
+        ]
 
     def _encode(
         self, query: Content, documents: Sequence[Content], options: ScoreOptions

@@ -53,6 +53,8 @@ class Clip:
 
     images: list[Image.Image]
     timestamps: tuple[float, ...]
+    padded: bool = False
+    """The last frame only repeats the one before it, added to make the count even."""
 
 
 def file_frame_count(total_frames: int, video_fps: float, fps: float, max_frames: int) -> int:
@@ -105,12 +107,13 @@ def frame_list_clip(
     images = [_as_frame_image(_image_of(item, max_image_pixels)) for item in kept]
     timed = all(isinstance(item, Frame) for item in kept)
     times = [item.timestamp for item in kept] if timed else []  # type: ignore[union-attr]
-    if len(images) % FRAME_FACTOR:
+    padded = len(images) % FRAME_FACTOR != 0
+    if padded:
         images.append(images[-1])
         times.append(times[-1] if timed else 0.0)
     if not timed:
         times = [i / _FRAME_LIST_FPS for i in range(len(images))]
-    return Clip(_same_size(images), tuple(times))
+    return Clip(_same_size(images), tuple(times), padded)
 
 
 def thin_uniformly(count: int, max_count: int) -> list[int]:

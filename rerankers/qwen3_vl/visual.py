@@ -29,7 +29,7 @@ from pipeline.schema import Frame, VideoInput
 from rerankers.preprocessing import ImagePreprocessing, apply_user_preprocessing
 from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
 from rerankers.qwen3_vl.sizing import smart_resize, to_rgb
-from rerankers.qwen3_vl.video_frames import FRAME_FACTOR, file_clip, frame_list_clip
+from rerankers.qwen3_vl.video_frames import FRAME_FACTOR, Clip, file_clip, frame_list_clip
 
 
 @dataclass(frozen=True)
@@ -253,14 +253,8 @@ class VisualPreprocessor:
 
     def _prepare_video(self, source: VideoInput, fps: float, max_frames: int) -> VisualInput:
         cfg = self.config
-        if isinstance(source, list):
-            if not source:
-                raise media.MediaError(_describe(source), "no frames given")
-            clip = frame_list_clip(source, cfg.max_frames, cfg.max_image_pixels)
-            budget = cfg.total_pixels
-        else:
-            clip = file_clip(Path(source), fps, max_frames, cfg.max_image_pixels)
-            budget = cfg.file_total_pixels
+        clip = sampled_clip(source, fps, max_frames, cfg)
+        budget = cfg.total_pixels if isinstance(source, list) else cfg.file_total_pixels
         width, height = clip.images[0].size
         height, width = smart_resize(
             height, width, cfg.frame_min_pixels, self._frame_ceiling(budget, len(clip.images))
@@ -291,6 +285,19 @@ class VisualPreprocessor:
         cfg = self.config
         share = total_pixels / n_frames * FRAME_FACTOR
         return int(max(min(cfg.frame_max_pixels, share), int(cfg.frame_min_pixels * 1.05)))
+
+
+def sampled_clip(
+    source: VideoInput, fps: float, max_frames: int, config: Qwen3VLRerankerConfig
+) -> Clip:
+    """The frames the model takes of a video: a file sampled at ``fps`` up to
+    ``max_frames``; a list of frames thinned to the configured max_frames, whatever the
+    fps (see :mod:`rerankers.qwen3_vl.video_frames`)."""
+    if isinstance(source, list):
+        if not source:
+            raise media.MediaError(_describe(source), "no frames given")
+        return frame_list_clip(source, config.max_frames, config.max_image_pixels)
+    return file_clip(Path(source), fps, max_frames, config.max_image_pixels)
 
 
 def _describe(source: VideoInput) -> str:

@@ -1,0 +1,185 @@
+"""One candidate's score taken apart, for a detail view: every number is the reranker's
+own score of something it was really given, never a sub-score made up after the fact.
+
+Beside the whole document's score come its parts scored alone (its text, its image, its
+video, when it has two or more of them) and, on request, each video frame the reranker
+samples, scored as an image document, with its time. All of them go to the reranker in
+one ``score_report`` call, so its batching and prefix sharing apply and one progress
+count covers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from pipeline.media import MediaError
+from pipeline.media_inputs import content_frames, with_sampling
+from pipeline.schema import Content, Frame, VideoInput
+from pipeline.settings import MediaConfig
+from rerankers.base import Progress, Reranker, ScoreReport
+from rerankers.preprocessing import ImagePreprocessing
+
+logger = logging.getLogger(__name__)
+
+Part = Literal["text", "image", "video"]
+
+_UNREADABLE = (MediaError, OSError, ValueError)
+"""What sampling an unreadable video raises."""
+
+
+class PartScore(BaseModel):
+    """One part of the document scored as a document on its own."""
+
+    part: Part
+    score: float | None
+    error: str | None = None
+
+
+class FrameScore(BaseModel):
+    """One sampled video frame scored as an image document; ``timestamp`` in seconds."""
+
+    index: int
+    timestamp: float
+    score: float | None
+    error: str | None = None
+
+
+class Breakdown(BaseModel):
+    whole: float | None
+    whole_error: str | None = None
+    parts: list[PartScore]
+    """Each part scored alone; empty when the document has one part."""
+    frames: list[FrameScore]
+    """Empty unless frames were asked for and the document has a readable video."""
+    best_moment: FrameScore | None
+    """The best-scoring frame."""
+
+
+@runtime_checkable
+class FrameSampler(Protocol):
+    """A backend that says which frames of a video it looks at."""
+
+    def sampled_frames(
+        self, video: VideoInput, fps: float | None, max_frames: int | None
+    ) -> list[Frame]: ...
+
+
+def explain(
+    reranker: Reranker,
+    query: Content,
+    document: Content,
+    *,
+    instruction: str | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    image: ImagePreprocessing | None = None,
+    frames: bool = False,
+    progress: Progress | None = None,
+    media: MediaConfig | None = None,
+) -> Breakdown:
+    """``document``'s score and its parts' scores, by ``reranker`` with these request
+    settings. ``frames`` also scores every sampled frame of its video (one pair each):
+    the frames the backend samples where it says (:class:`FrameSampler`), else those
+    the pipeline's sampler takes (``content_frames``) with ``media`` (default settings
+    where None) at the request's fps and max_frames. An unreadable document gives
+    ``whole=None`` and its reason; a query that cannot be used raises ValueError."""
+    parts = document_parts(document)
+    sampled = _frames(reranker, document, fps, max_frames, media) if frames else []
+    documents = [
+        document,
+        *(content for _, content in parts),
+        *(Content(image=frame.image) for frame in sampled),
+    ]
+    report = reranker.score_report(
+        query,
+        documents,
+        instruction=instruction,
+        fps=fps,
+        max_frames=max_frames,
+        progress=progress,
+        image=image,
+    )
+    outcomes = _outcomes(report)
+    whole, whole_error = outcomes[0]
+    part_scores = [
+        PartScore(part=part, score=score, error=error)
+        for (part, _), (score, error) in zip(parts, outcomes[1 : 1 + len(parts)], strict=True)
+    ]
+    frame_scores = [
+        FrameScore(index=i, timestamp=frame.timestamp, score=score, error=error)
+        for i, (frame, (score, error)) in enumerate(
+            zip(sampled, outcomes[1 + len(parts) :], strict=True)
+        )
+    ]
+    return Breakdown(
+        whole=whole,
+        whole_error=whole_error,
+        parts=part_scores,
+        frames=frame_scores,
+        best_moment=best_moment(frame_scores),
+    )
+
+
+def document_parts(document: Content) -> list[tuple[Part, Content]]:
+    """Each of the document's text, image and video as a document of its own; none for
+    a document of one part (its part alone is the whole)."""
+    parts: list[tuple[Part, Content]] = []
+    if document.text is not None:
+        parts.append(("text", Content(text=document.text)))
+    if document.image is not None:
+        parts.append(("image", Content(image=document.image)))
+    if document.video is not None:
+        parts.append(("video", Content(video=document.video, fps=document.fps)))
+    return parts if len(parts) >= 2 else []
+
+
+def best_moment(frames: list[FrameScore]) -> FrameScore | None:
+    """The best-scoring frame, the earliest of equals; None when no frame scored."""
+    best: FrameScore | None = None
+    for frame in frames:
+        if frame.score is not None and (best is None or frame.score > (best.score or 0.0)):
+            best = frame
+    return best
+
+
+def _frames(
+    reranker: Reranker,
+    document: Content,
+    fps: float | None,
+    max_frames: int | None,
+    media: MediaConfig | None,
+) -> list[Frame]:
+    """The video's frames as the reranker samples them; none for a document without a
+    video, or one whose video cannot be read (the whole's score says why)."""
+    if document.video is None:
+        return []
+    video_fps = document.fps or fps  # a document's own fps wins, as in scoring
+    try:
+        if isinstance(reranker, FrameSampler):
+            return reranker.sampled_frames(document.video, video_fps, max_frames)
+        return content_frames(document, with_sampling(media or MediaConfig(), fps, max_frames))
+    except _UNREADABLE as exc:
+        logger.info("no frames to break down: %s", exc)
+        return []
+
+
+def _outcomes(report: ScoreReport) -> list[tuple[float | None, str | None]]:
+    """Per document, its score or why it has none."""
+    reasons = {failure.index: failure.reason for failure in report.failures}
+    outcomes: list[tuple[float | None, str | None]] = []
+    for index, score in enumerate(report.scores):
+        if index in reasons:
+            outcomes.append((None, reasons[index]))
+        elif math.isnan(score):
+            # A backend reports every failure; a NaN without one is still no score.
+            outcomes.append((None, "the reranker gave no score"))
+        else:
+            outcomes.append((score, None))
+    return outcomes
+
+
+__all__ = ["Breakdown", "FrameSampler", "FrameScore", "PartScore", "explain"]
