@@ -8,7 +8,11 @@ PYTEST_ARGS ?= -m "not slow and not gpu"
 # tests/reference-requirements.txt.
 REFERENCE := $(VENV)/reference-4.57
 
-.PHONY: venv demo test lint
+# The browser tests drive Debian's chromium (Playwright's own download needs the network).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv demo test lint browser
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +25,8 @@ demo: venv
 	$(BIN)/vlsearch search --index runs/examples --text "a poster of a cat"
 	$(BIN)/vlsearch search --index runs/examples --image examples/media/rocket.jpg --top-k 3
 
-test: venv
-	$(BIN)/python -m pip install -q -e ".[cpu,dev,text,vllm,documents,milvus-lite,serve]"
+test: venv browser
+	$(BIN)/python -m pip install -q -e ".[cpu,dev,text,vllm,documents,milvus-lite,serve,ui]"
 	$(MAKE) $(REFERENCE)/.installed
 	VLSEARCH_REFERENCE_SITE=$(REFERENCE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -31,6 +35,10 @@ $(REFERENCE)/.installed: tests/reference-requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --no-compile --target $(REFERENCE) \
 		-r tests/reference-requirements.txt
 	touch $@
+
+browser:
+	test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

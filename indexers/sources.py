@@ -156,7 +156,7 @@ def _file_items(path: Path, asset_id: str, reading: _Reading) -> Iterator[Source
         elif kind == "pdf":
             yield from iter_pdf_pages(path, asset_id, reading.documents, reading.cache_dir)
         elif kind is None:
-            yield _unrecognised(asset_id, path)
+            yield unrecognised_file(asset_id, path)
         elif kind == "text":
             yield from iter_text_passages(path, asset_id, reading.documents)
         else:
@@ -176,7 +176,9 @@ def _kind_mismatch(path: Path, kind: str | None) -> str | None:
     return f"named as {expected} ({path.suffix}) but its content is {kind}"
 
 
-def _unrecognised(asset_id: str, path: Path) -> SourceProblem:
+def unrecognised_file(asset_id: str, path: Path) -> SourceProblem:
+    """Why a file of no known kind is left out: skipped when its name promised nothing we
+    read, failed (with the decoder's reason) when it promised an image or a video."""
     suffix = path.suffix.lower()
     if suffix not in EXPECTED_SUFFIXES:
         return SourceProblem(asset_id, "unsupported file type", "skipped")

@@ -333,6 +333,51 @@ def serve(
         run_server(pipeline, indexes, configs)
 
 
+@app.command("ui")
+def ui(
+    index: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="NAME=DIR of an index to search (repeatable); none: the Rerank tab only.",
+        ),
+    ] = None,
+    index_config: Annotated[
+        list[str] | None,
+        typer.Option("--index-config", help="NAME=CONFIG: a config of its own for index NAME."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (ui.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (ui.port).")] = None,
+    share: Annotated[
+        bool, typer.Option(help="Ask Gradio's share service for a public link (needs a network).")
+    ] = False,
+    no_queue: Annotated[
+        bool,
+        typer.Option(
+            "--no-queue", help="Answer events over plain HTTP, without Gradio's queue (ui.queue)."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """The web page: search an index and rerank uploads in the browser (Gradio)."""
+    from pipeline.api.server import parse_index_configs, parse_index_options
+    from pipeline.config import load_config
+    from pipeline.ui.server import serve_page
+
+    flags = {"ui.host": host, "ui.port": port, "ui.queue": False if no_queue else None}
+    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    with user_errors():
+        indexes = parse_index_options(index or [], required=False)
+        pipeline = _pipeline(config, overrides)
+        configs = {
+            name: load_config(path, overrides)
+            for name, path in parse_index_configs(index_config or [], indexes).items()
+        }
+        serve_page(pipeline, indexes, configs, share=share)
+
+
 @app.command("rerank")
 def rerank(
     request: Annotated[Path, typer.Option("--request", "-r", help="Request JSON file.")],

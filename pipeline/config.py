@@ -30,6 +30,7 @@ from pipeline.settings import (
     MediaConfig,
     _Strict,
 )
+from pipeline.ui.settings import UiConfig
 from rerankers.config import RerankerConfig
 from rerankers.qwen3_vl.config import Qwen3VLRerankerConfig
 
@@ -133,6 +134,9 @@ class Config(_Strict):
     )
     serve: ServeConfig = Field(
         default_factory=ServeConfig, description="`vlsearch serve`: the REST API and its limits."
+    )
+    ui: UiConfig = Field(
+        default_factory=UiConfig, description="The web page: `vlsearch ui`, and /ui in serve."
     )
 
     @model_validator(mode="after")

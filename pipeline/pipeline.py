@@ -199,3 +199,34 @@ class Pipeline:
             progress=progress,
             media=self.config.media,
         )
+
+    def explain_all(
+        self,
+        query: Content,
+        documents: Sequence[Content],
+        *,
+        instruction: str | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        image: ImagePreprocessing | None = None,
+        parts: bool = True,
+        frames: bool = False,
+        progress: Progress | None = None,
+    ) -> list[breakdown.Breakdown]:
+        """``explain`` for many documents in one pass of stage two (the Rerank tab's
+        ranking and its detail panels); without ``parts`` and ``frames`` it is exactly
+        ``score``."""
+        check_query_media(query, self.config.media)
+        return breakdown.explain_all(
+            self.reranker,
+            query,
+            documents,
+            instruction=instruction,
+            fps=fps,
+            max_frames=max_frames,
+            image=image,
+            parts=parts,
+            frames=frames,
+            progress=progress,
+            media=self.config.media,
+        )

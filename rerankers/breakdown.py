@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -87,16 +89,49 @@ def explain(
     the pipeline's sampler takes (``content_frames``) with ``media`` (default settings
     where None) at the request's fps and max_frames. An unreadable document gives
     ``whole=None`` and its reason; a query that cannot be used raises ValueError."""
-    parts = document_parts(document)
-    sampled = _frames(reranker, document, fps, max_frames, media) if frames else []
-    documents = [
-        document,
-        *(content for _, content in parts),
-        *(Content(image=frame.image) for frame in sampled),
+    (explained,) = explain_all(
+        reranker,
+        query,
+        [document],
+        instruction=instruction,
+        fps=fps,
+        max_frames=max_frames,
+        image=image,
+        frames=frames,
+        progress=progress,
+        media=media,
+    )
+    return explained
+
+
+def explain_all(
+    reranker: Reranker,
+    query: Content,
+    documents: Sequence[Content],
+    *,
+    instruction: str | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    image: ImagePreprocessing | None = None,
+    parts: bool = True,
+    frames: bool = False,
+    progress: Progress | None = None,
+    media: MediaConfig | None = None,
+) -> list[Breakdown]:
+    """``explain`` for every document, in document order, all pairs in one
+    ``score_report`` call (the wholes first). Without ``parts`` no part is scored alone:
+    the wholes are then exactly a plain scoring of ``documents``."""
+    plans = [
+        _Plan(
+            document_parts(document) if parts else [],
+            _frames(reranker, document, fps, max_frames, media) if frames else [],
+        )
+        for document in documents
     ]
+    extra = [content for plan in plans for content in plan.contents()]
     report = reranker.score_report(
         query,
-        documents,
+        [*documents, *extra],
         instruction=instruction,
         fps=fps,
         max_frames=max_frames,
@@ -104,24 +139,43 @@ def explain(
         image=image,
     )
     outcomes = _outcomes(report)
-    whole, whole_error = outcomes[0]
-    part_scores = [
-        PartScore(part=part, score=score, error=error)
-        for (part, _), (score, error) in zip(parts, outcomes[1 : 1 + len(parts)], strict=True)
-    ]
-    frame_scores = [
-        FrameScore(index=i, timestamp=frame.timestamp, score=score, error=error)
-        for i, (frame, (score, error)) in enumerate(
-            zip(sampled, outcomes[1 + len(parts) :], strict=True)
+    wholes, rest = outcomes[: len(documents)], iter(outcomes[len(documents) :])
+    return [plan.breakdown(whole, rest) for plan, whole in zip(plans, wholes, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What is scored for one document beside its whole."""
+
+    parts: list[tuple[Part, Content]]
+    sampled: list[Frame]
+
+    def contents(self) -> list[Content]:
+        return [
+            *(content for _, content in self.parts),
+            *(Content(image=frame.image) for frame in self.sampled),
+        ]
+
+    def breakdown(
+        self,
+        whole: tuple[float | None, str | None],
+        rest: Iterator[tuple[float | None, str | None]],
+    ) -> Breakdown:
+        part_scores = [
+            PartScore(part=part, score=score, error=error)
+            for (part, _), (score, error) in zip(self.parts, rest, strict=False)
+        ]
+        frame_scores = [
+            FrameScore(index=i, timestamp=frame.timestamp, score=score, error=error)
+            for i, (frame, (score, error)) in enumerate(zip(self.sampled, rest, strict=False))
+        ]
+        return Breakdown(
+            whole=whole[0],
+            whole_error=whole[1],
+            parts=part_scores,
+            frames=frame_scores,
+            best_moment=best_moment(frame_scores),
         )
-    ]
-    return Breakdown(
-        whole=whole,
-        whole_error=whole_error,
-        parts=part_scores,
-        frames=frame_scores,
-        best_moment=best_moment(frame_scores),
-    )
 
 
 def document_parts(document: Content) -> list[tuple[Part, Content]]:
@@ -182,4 +236,4 @@ def _outcomes(report: ScoreReport) -> list[tuple[float | None, str | None]]:
     return outcomes
 
 
-__all__ = ["Breakdown", "FrameSampler", "FrameScore", "PartScore", "explain"]
+__all__ = ["Breakdown", "FrameSampler", "FrameScore", "PartScore", "explain", "explain_all"]

@@ -97,3 +97,32 @@ def live_server(
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextmanager
+def live_page(
+    indexes: dict[str, Path], serve: dict[str, Any] | None = None, **sections: Any
+) -> Iterator[tuple[str, Any]]:
+    """The web page as ``vlsearch ui`` serves it (no model loaded at start, the API
+    beside it) on 127.0.0.1 in a thread; yields its base URL and its ``Service``."""
+    import uvicorn
+
+    from pipeline.api.app import create_app
+    from pipeline.api.service import Service
+    from pipeline.ui.page import mount_page
+
+    port = free_port()
+    pipeline = tiny_pipeline(serve, **sections)
+    service = Service(pipeline, indexes, preload=False)
+    app = create_app(service)
+    mount_page(app, service, pipeline.config.ui, "/ui")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(base, 60, thread.is_alive)
+        yield base, service
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -2,7 +2,7 @@
 
 from indexers.documents.config import DocumentsConfig
 from indexers.documents.passages import MARKDOWN_SUFFIXES, iter_text_passages, split_passages
-from indexers.documents.pdf import is_pdf, iter_pdf_pages
+from indexers.documents.pdf import is_pdf, iter_pdf_pages, pdf_summary
 
 __all__ = [
     "MARKDOWN_SUFFIXES",
@@ -10,5 +10,6 @@ __all__ = [
     "is_pdf",
     "iter_pdf_pages",
     "iter_text_passages",
+    "pdf_summary",
     "split_passages",
 ]

@@ -77,6 +77,22 @@ def iter_pdf_pages(
             document.close()
 
 
+def pdf_summary(path: Path) -> tuple[int, int, int]:
+    """Pages, and the first page's width and height in points (1/72 inch), read without
+    rendering; MediaError naming the file when it cannot be opened."""
+    try:
+        document = _open(Path(path))
+    except _Unusable as exc:
+        raise MediaError(path, exc.reason) from None
+    with _PDFIUM_LOCK:
+        try:
+            pages = len(document)
+            width, height = document.get_page_size(0) if pages else (0.0, 0.0)
+        finally:
+            document.close()
+    return pages, round(width), round(height)
+
+
 class _Unusable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

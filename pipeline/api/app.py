@@ -91,6 +91,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(_health_routes(service))
     reader = [Depends(_auth(service, False))]
     app.include_router(_search_routes(service), dependencies=reader)
+    app.include_router(_media_routes(service), dependencies=[Depends(_media_auth(service))])
     app.include_router(_cohere_routes(service), dependencies=reader)
     app.include_router(_write_routes(service), dependencies=[Depends(_auth(service, True))])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -114,6 +115,53 @@ def _auth(service: Service, admin: bool) -> Any:
             )
 
     return check
+
+
+def _media_auth(service: Service) -> Any:
+    """The API token, or a signed link (``exp``, ``sig``: see ``pipeline.api.auth``)."""
+    reader = _auth(service, False)
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+        exp: Annotated[str | None, Query(description="Expiry of a signed link.")] = None,
+        sig: Annotated[str | None, Query(description="Signature of a signed link.")] = None,
+    ) -> None:
+        if credentials is None and service.tokens.allows_signed(request.url.path, exp, sig):
+            return
+        await reader(credentials)
+
+    return check
+
+
+def _media_routes(service: Service) -> APIRouter:
+    router = APIRouter(prefix="/v1", responses=ERRORS)
+
+    @router.get(
+        "/indexes/{name}/assets/{asset_id}/media",
+        tags=["media"],
+        response_class=FileResponse,
+        responses={200: _binary("image/*", "video/*")},
+    )
+    def media(name: str, asset_id: str, frame: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
+        """The asset's image, PDF page or video (Range requests: a player can seek);
+        for a video stored as frames, frame number ``frame``."""
+        return FileResponse(service.media_file(name, asset_id, frame))
+
+    @router.get(
+        "/indexes/{name}/assets/{asset_id}/thumbnail",
+        tags=["media"],
+        response_class=Response,
+        responses={200: _binary("image/jpeg")},
+    )
+    async def thumbnail(
+        name: str, asset_id: str, t: Annotated[float | None, Query(ge=0, le=1e7)] = None
+    ) -> Response:
+        """A small JPEG: the image, the page, or the video's frame at ``t`` seconds."""
+        data = await run_in_threadpool(service.thumbnail, name, asset_id, t)
+        return Response(data, media_type="image/jpeg")
+
+    return router
 
 
 def _health_routes(service: Service) -> APIRouter:
@@ -167,30 +215,6 @@ def _search_routes(service: Service) -> APIRouter:
     def index_info(name: str) -> IndexInfo:
         """The figures of `vlsearch index info`."""
         return service.info(name)
-
-    @router.get(
-        "/indexes/{name}/assets/{asset_id}/media",
-        tags=["media"],
-        response_class=FileResponse,
-        responses={200: _binary("image/*", "video/*")},
-    )
-    def media(name: str, asset_id: str, frame: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
-        """The asset's image, PDF page or video (Range requests: a player can seek);
-        for a video stored as frames, frame number ``frame``."""
-        return FileResponse(service.media_file(name, asset_id, frame))
-
-    @router.get(
-        "/indexes/{name}/assets/{asset_id}/thumbnail",
-        tags=["media"],
-        response_class=Response,
-        responses={200: _binary("image/jpeg")},
-    )
-    async def thumbnail(
-        name: str, asset_id: str, t: Annotated[float | None, Query(ge=0, le=1e7)] = None
-    ) -> Response:
-        """A small JPEG: the image, the page, or the video's frame at ``t`` seconds."""
-        data = await run_in_threadpool(service.thumbnail, name, asset_id, t)
-        return Response(data, media_type="image/jpeg")
 
     @router.get("/models", response_model=ModelsResponse, tags=["models"])
     def models() -> ModelsResponse:

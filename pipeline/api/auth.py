@@ -1,5 +1,9 @@
 """Bearer tokens: one for every /v1 route, optionally another for writes and models.
 
+Media links in a web page cannot carry a header, so the page links to media with a
+signed URL instead: ``?exp=EXPIRY&sig=HMAC`` over the path and the expiry, keyed by a key
+derived from the API token. A signature opens that one asset's media until it expires.
+
 Tokens come from ``VLSEARCH_API_TOKEN`` / ``VLSEARCH_ADMIN_TOKEN`` or from the files that
 ``serve.token_file`` / ``serve.admin_token_file`` name (Docker secrets). They are compared
 in constant time, so response timing says nothing about how much of a guess was right.
@@ -7,8 +11,10 @@ in constant time, so response timing says nothing about how much of a guess was 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +56,33 @@ class Tokens:
         # Every candidate is compared, each in constant time: timing says nothing.
         matches = [hmac.compare_digest(given, wanted.encode()) for wanted in accepted]
         return any(matches)
+
+    def signed(self, url: str, ttl_s: float = 3600.0) -> str:
+        """``url`` (a path, maybe with a query) with an expiry and a signature of its path;
+        ``url`` itself when no token is set."""
+        if not self.required:
+            return url
+        path, separator, query = url.partition("?")
+        expires = int(time.time() + ttl_s)
+        signing = f"exp={expires}&sig={self._signature(path, expires)}"
+        return f"{path}?{query}&{signing}" if separator else f"{path}?{signing}"
+
+    def allows_signed(self, path: str, expires: str | None, signature: str | None) -> bool:
+        """Whether ``signature`` signs ``path`` until ``expires``, which is still ahead."""
+        if not self.required or expires is None or signature is None:
+            return not self.required
+        try:
+            deadline = int(expires)
+        except ValueError:
+            return False
+        wanted = self._signature(path, deadline)
+        return deadline >= time.time() and hmac.compare_digest(signature.encode(), wanted.encode())
+
+    def _signature(self, path: str, expires: int) -> str:
+        secret = self.api or self.admin or ""
+        # A key of its own: a leaked link must not reveal anything usable as a token.
+        key = hashlib.sha256(b"vlsearch media links\0" + secret.encode()).digest()
+        return hmac.new(key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 def _token(variable: str, path: Path | None, key: str) -> str | None:

@@ -75,7 +75,7 @@ class MediaInputs:
             return self.from_bytes(self._fetch(value, field), field, wanted)
         data = _base64_or_none(value, self.serve.max_upload_bytes, field)
         if data is not None and (path := self._sniffed(data)) is not None:
-            return self._checked(path, field, wanted)
+            return self.checked(path, field, wanted)
         if data is not None and len(value) >= _SHORTEST_DATA:
             raise MediaRefused(422, field, "base64 data that is not an image or a video")
         return self._server_path(value, field, wanted)
@@ -101,7 +101,7 @@ class MediaInputs:
         path = self._sniffed(data)
         if path is None:
             raise MediaRefused(422, field, f"not an image or a video (expected {wanted})")
-        return self._checked(path, field, wanted)
+        return self.checked(path, field, wanted)
 
     def _sniffed(self, data: bytes) -> Path | None:
         """The bytes in a file named by their hash and kind (the same upload twice is one
@@ -124,7 +124,9 @@ class MediaInputs:
         os.replace(unsorted, path)
         return path
 
-    def _checked(self, path: Path, field: str, wanted: Wanted) -> Path:
+    def checked(self, path: Path, field: str, wanted: Wanted) -> Path:
+        """``path`` itself, once it holds the wanted kind within the limits (else
+        MediaRefused: 413 over a limit, 422 unreadable or of another kind)."""
         kind = detect_kind(path)
         if kind != wanted:
             raise MediaRefused(422, field, f"expected {_a(wanted)}, got {_a(kind or 'other')}")
@@ -193,7 +195,7 @@ class MediaInputs:
         size = path.stat().st_size
         if size > self.serve.max_upload_bytes:
             raise _too_large(field, size, self.serve.max_upload_bytes)
-        return self._checked(path, field, wanted)
+        return self.checked(path, field, wanted)
 
 
 def _data_uri_bytes(value: str, field: str, serve: ServeConfig) -> bytes:

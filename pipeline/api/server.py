@@ -6,19 +6,23 @@ import ipaddress
 import logging
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from pipeline.config import Config
 from pipeline.pipeline import Pipeline
+from pipeline.ui.settings import UiConfig
 
 logger = logging.getLogger(__name__)
 
 
-def parse_index_options(values: list[str]) -> dict[str, Path]:
-    """``NAME=DIR`` pairs (a bare ``DIR`` is named ``default``), each name once."""
+def parse_index_options(values: list[str], required: bool = True) -> dict[str, Path]:
+    """``NAME=DIR`` pairs (a bare ``DIR`` is named ``default``), each name once; at
+    least one when ``required``."""
     indexes: dict[str, Path] = {}
     for value in values:
         name, sep, directory = value.partition("=")
@@ -30,7 +34,7 @@ def parse_index_options(values: list[str]) -> dict[str, Path]:
         if name in indexes:
             raise ValueError(f"--index: the name {name!r} is given twice")
         indexes[name] = Path(directory)
-    if not indexes:
+    if not indexes and required:
         raise ValueError("give at least one --index NAME=DIR (or a bare DIR, named 'default')")
     for name, directory in indexes.items():
         if not directory.is_dir():
@@ -70,9 +74,62 @@ def serve(
 ) -> None:
     """Serve until Ctrl-C or SIGTERM (``index_configs``: an index's own config, see
     ``Service``); then stop taking connections, let requests in flight
-    finish (up to ``serve.drain_timeout_s``), close the indexes and return."""
+    finish (up to ``serve.drain_timeout_s``), close the indexes and return. The web page
+    is mounted at /ui as ``ui.in_serve`` says."""
+    create_app, service_class = _api()
+    service = service_class(pipeline, indexes, index_configs)
+    app = create_app(service)
+    _mount_page(app, service, pipeline.config.ui)
+    settings = pipeline.config.serve
+    run_app(app, service, settings.host, settings.port)
+
+
+def run_app(
+    app: Any,
+    service: Any,
+    host: str,
+    port: int,
+    when_started: Callable[[str], None] | None = None,
+) -> None:
+    """Run ``app`` on uvicorn until Ctrl-C or SIGTERM, then drain (see ``serve``).
+    ``when_started(url)`` is called in a thread once the server listens."""
+    import uvicorn
+
+    if not is_loopback(host) and not service.tokens.required:
+        logger.warning(
+            "serving on %s with no token: anyone who can reach it may search, write and "
+            "load models; set VLSEARCH_API_TOKEN (or serve.token_file)",
+            host,
+        )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=int(service.serve.drain_timeout_s),
+        log_level="info",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    if when_started is not None:
+        url = f"http://{host}:{port}"
+        threading.Thread(
+            target=_after_start, args=(server, when_started, url), name="started", daemon=True
+        ).start()
+    with _clean_exit_after_drain():
+        server.run()
+    logger.info("stopped: requests in flight were answered, indexes closed")
+
+
+def _after_start(server: Any, callback: Callable[[str], None], url: str) -> None:
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        callback(url)
+
+
+def _api() -> tuple[Any, Any]:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here: the error names the extra)
 
         from pipeline.api.app import create_app
         from pipeline.api.service import Service
@@ -80,25 +137,23 @@ def serve(
         raise ImportError(
             f"vlsearch serve needs the serve extra: pip install 'vlsearch[serve]' ({exc})"
         ) from exc
-    settings = pipeline.config.serve
-    service = Service(pipeline, indexes, index_configs)
-    if not is_loopback(settings.host) and not service.tokens.required:
-        logger.warning(
-            "serving on %s with no token: anyone who can reach it may search, write and "
-            "load models; set VLSEARCH_API_TOKEN (or serve.token_file)",
-            settings.host,
-        )
-    config = uvicorn.Config(
-        create_app(service),
-        host=settings.host,
-        port=settings.port,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
-        log_level="info",
-        access_log=False,
-    )
-    with _clean_exit_after_drain():
-        uvicorn.Server(config).run()
-    logger.info("stopped: requests in flight were answered, indexes closed")
+    return create_app, Service
+
+
+def _mount_page(app: Any, service: Any, ui: UiConfig) -> None:
+    if ui.in_serve == "off":
+        return
+    try:
+        from pipeline.ui.page import mount_page
+    except ImportError as exc:
+        if ui.in_serve == "on":
+            raise ImportError(
+                f"ui.in_serve is 'on' but the web page needs the ui extra: "
+                f"pip install 'vlsearch[ui]' ({exc})"
+            ) from exc
+        logger.info("no web page at /ui: pip install 'vlsearch[ui]' for one")
+        return
+    mount_page(app, service, ui, "/ui")
 
 
 @contextmanager

@@ -52,7 +52,7 @@ from pipeline.pipeline import DeleteReport, Pipeline
 from pipeline.schema import Asset, Content, Query
 from pipeline.search import RerankOptions, Result
 from pipeline.session import IndexInfo, IndexSession, SearchOutcome, UpsertFailure, UpsertReport
-from rerankers.base import DocumentFailure, ScoreReport, best_first
+from rerankers.base import DocumentFailure, Progress, ScoreReport, best_first
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,9 +73,13 @@ class Service:
         pipeline: Pipeline,
         indexes: Mapping[str, Path],
         index_configs: Mapping[str, Config] | None = None,
+        preload: bool = True,
     ) -> None:
         """``pipeline`` serves /v1/rerank and every index not named in ``index_configs``,
-        which gives an index a config of its own (its models still shared)."""
+        which gives an index a config of its own (its models still shared). With
+        ``preload`` each index's CLIP model loads as the index opens; without, at the
+        first search or ``load_models`` (the web page loads nothing until asked)."""
+        self.preload = preload
         self.pipeline = pipeline
         self.serve = pipeline.config.serve
         self.tokens = Tokens.from_settings(self.serve)
@@ -113,13 +117,18 @@ class Service:
         for served in self.indexes.values():
             try:
                 served.session = served.pipeline.session(served.directory)
-                # The CLIP model is loaded now, so the first search does not wait for it.
-                served.pipeline.embedder_of(served.session.index)
+                if self.preload:  # so the first search does not wait for the CLIP model
+                    served.pipeline.embedder_of(served.session.index)
             except Exception as exc:  # any failure is reported, never fatal to the rest
                 served.error = f"{served.directory}: {exc}"
                 logger.error("index %s cannot be served: %s", served.name, served.error)
         _freeze_long_lived()
         self._opened.set()
+
+    @property
+    def scratch(self) -> Path:
+        """A folder of this server's own, removed when it closes."""
+        return self._scratch
 
     @property
     def ready(self) -> bool:
@@ -158,8 +167,13 @@ class Service:
     # -- search --------------------------------------------------------------------------
 
     async def search(
-        self, name: str, request: SearchRequest, uploads: Mapping[str, bytes] | None = None
+        self,
+        name: str,
+        request: SearchRequest,
+        uploads: Mapping[str, bytes] | None = None,
+        progress: Progress | None = None,
     ) -> SearchResponse:
+        """``progress`` hears the reranker's ``(documents done, total)``."""
         served, session = self._served(name)
         self._check_top(request.top_k, "top_k")
         config = served.pipeline.config
@@ -170,16 +184,16 @@ class Service:
             inputs = MediaInputs(self.serve, config.media, folder, uploads)
             query = Query(**_fields(request.query, inputs, "query"))
             if rerank_on:
-                _ensure_loaded(served.pipeline)
+                ensure_loaded(served.pipeline)
             outcome = session.search(
-                query, request.top_k, request.filter, request.rerank, options=options
+                query, request.top_k, request.filter, request.rerank, progress, options
             )
             self.metrics.observe_search(outcome.timings)
             found = session.index.get_many([result.id for result in outcome.results])
             with_media = {i for i, a in found.items() if a.image is not None or a.video is not None}
             return outcome, with_media
 
-        outcome, with_media = await self._in_stage("rerank" if rerank_on else "embed", work)
+        outcome, with_media = await self.in_stage("rerank" if rerank_on else "embed", work)
         return SearchResponse(
             index=name,
             results=[self._with_urls(name, r, r.id in with_media) for r in outcome.results],
@@ -261,7 +275,7 @@ class Service:
             if query.is_empty:
                 raise MediaRefused(422, "query", "the query has no text, image or video")
             documents, unreadable = self._documents(items, inputs)
-            _ensure_loaded(self.pipeline)
+            ensure_loaded(self.pipeline)
             readable = [i for i in range(len(items)) if i not in unreadable]
             report = self.pipeline.reranker.score_report(
                 query,
@@ -272,7 +286,7 @@ class Service:
             )
             return _merged(report, readable, unreadable, len(items))
 
-        return await self._in_stage("rerank", work)
+        return await self.in_stage("rerank", work)
 
     def _documents(
         self, items: Sequence[MediaItem], inputs: MediaInputs
@@ -348,7 +362,7 @@ class Service:
             return report
 
         # A write is never abandoned half-way by a timeout: it gets no deadline.
-        return await self._in_stage("embed", work, deadline=False)
+        return await self.in_stage("embed", work, deadline=False)
 
     def delete(self, name: str, asset_id: str) -> DeleteReport:
         report = self.session(name).delete([asset_id])
@@ -391,6 +405,14 @@ class Service:
         _freeze_long_lived()
         return statuses
 
+    def load_models(self) -> ModelsResponse:
+        """Every model the served indexes and rerank need: CLIP per index, stage two."""
+        for served in self.indexes.values():
+            if served.session is not None:
+                served.pipeline.embedder_of(served.session.index)
+        self.load_rerankers()
+        return self.models()
+
     def unload_rerankers(self) -> list[RerankerStatus]:
         gc.unfreeze()  # frozen objects are never collected: the model could not be freed
         statuses = [pipeline.unload_reranker() for pipeline in self._pipelines()]
@@ -407,7 +429,7 @@ class Service:
 
     # -- shared --------------------------------------------------------------------------
 
-    async def _in_stage(self, stage: str, work: Callable[[Path], T], deadline: bool = True) -> T:
+    async def in_stage(self, stage: str, work: Callable[[Path], T], deadline: bool = True) -> T:
         """``work(folder)`` in a model stage, with a scratch folder for the request's media
         that is removed when the work ends (even after a timeout answered the client).
         Without ``deadline``, no timeout."""
@@ -460,7 +482,7 @@ def _fields(item: MediaItem | AssetIn, inputs: MediaInputs, field: str) -> dict[
     return fields
 
 
-def _ensure_loaded(pipeline: Pipeline) -> None:
+def ensure_loaded(pipeline: Pipeline) -> None:
     """Load stage two before scoring, under the pool's lock: concurrent first requests
     load it once, and /v1/models shows it loading."""
     if pipeline.reranker_status().state != "loaded":
