@@ -92,6 +92,26 @@ def test_the_serve_command_starts_on_the_tour_indexes(in_scratch, monkeypatch) -
     assert result.exit_code == 0, result.output
 
 
+def test_the_ui_commands_start(in_scratch, monkeypatch) -> None:
+    import uvicorn
+
+    pytest.importorskip("gradio")
+    lines = [
+        line.split("#")[0]
+        for _, text in blocks("sh")
+        for line in text.splitlines()
+        if line.startswith("vlsearch ui")
+    ]
+    assert len(lines) == 2
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)  # parse, build, bind nothing
+    runner = CliRunner()
+    if not (in_scratch / "runs" / "shop").is_dir():  # the tour's first build, if not run
+        assert runner.invoke(app, tour_commands()[0]).exit_code == 0
+    for line in lines:
+        result = runner.invoke(app, shlex.split(line)[1:])
+        assert result.exit_code == 0, f"{line}\n{result.output}"
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_serve_curls_run_against_a_live_server(tiny_examples_index, tmp_path) -> None:
     from tests.api_support import copy_index, live_server

@@ -183,26 +183,68 @@ def test_the_rerank_tab_ranks_uploads_and_snippets_and_lists_a_corrupt_file(
     corrupt = tmp_path / "broken.jpg"
     shutil.copy(bad["truncated.jpg"], corrupt)
     photo = make_image(tmp_path / "photo.png", size=(96, 64))
+    uploads = [photo, EXAMPLES / "media" / "rocket.jpg", _pdf(tmp_path / "guide.pdf"), corrupt]
     page.get_by_role("tab", name="Rerank").click()
     page.locator("#vls-rerank-text textarea").fill("a rocket on its launch pad")
-    page.locator("#vls-candidates input[type=file]").set_input_files(
-        [str(photo), str(EXAMPLES / "media" / "rocket.jpg"), str(corrupt)]
-    )
+    page.locator("#vls-candidates input[type=file]").set_input_files([str(p) for p in uploads])
     info = page.locator("#vls-upload-info")
-    info.get_by_text("photo.png").wait_for()
+    info.get_by_text("guide.pdf").wait_for()
     assert "96×64 px" in info.inner_text() and "aspect 1.50:1 (3:2)" in info.inner_text()
+    assert "1 page" in info.inner_text()
     page.locator("#vls-snippets textarea").fill("a model rocket kit\nreturns policy")
     page.locator("#vls-rerank").click()
     cards = page.locator("#vls-rerank-results .vls-card")
     cards.first.wait_for()
-    assert cards.count() == 5
-    last = cards.nth(4)
+    assert cards.count() == 6
+    last = cards.nth(5)
     assert last.get_attribute("data-label") == "broken.jpg"
     assert last.locator(".vls-badge").inner_text() == "unreadable"
     assert last.locator(".vls-error").inner_text()
-    scores = [float(cards.nth(i).locator(".vls-score").inner_text()) for i in range(4)]
+    scores = [float(cards.nth(i).locator(".vls-score").inner_text()) for i in range(5)]
     assert scores == sorted(scores, reverse=True)
+    pdf_page = page.locator('.vls-card[data-label="guide.pdf p.1"]')
+    assert pdf_page.locator(".vls-badge").inner_text() == "PDF page"
+    pdf_page.locator("details.vls-breakdown summary").click()
+    breakdown = pdf_page.locator("details.vls-breakdown").inner_text()
+    assert "text alone" in breakdown and "image alone" in breakdown
+    assert "whole document" in breakdown and "not a split" in breakdown
     _screenshot(page, "ui-rerank.png", tmp_path)
+
+
+def test_a_rerank_video_breakdown_finds_a_best_moment_that_seeks(page: Any) -> None:
+    page.get_by_role("tab", name="Rerank").click()
+    page.locator("#vls-rerank-text textarea").fill("the rocket lifts off")
+    clip = EXAMPLES / "media" / "launch_clip.mp4"
+    page.locator("#vls-candidates input[type=file]").set_input_files(str(clip))
+    page.locator("#vls-upload-info").get_by_text("launch_clip.mp4").wait_for()
+    assert "8.0 s" in page.locator("#vls-upload-info").inner_text()
+    page.get_by_text("Settings").click()
+    page.locator("#vls-frames input").check()
+    page.locator("#vls-rerank").click()
+    card = page.locator('#vls-rerank-results .vls-card[data-label="launch_clip.mp4"]')
+    card.wait_for()
+    card.locator("details.vls-breakdown summary").click()
+    frames = card.locator("details.vls-breakdown tr a.vls-seek")
+    assert frames.count() >= 8  # 8 s at 1 fps, as the reranker samples it
+    best = card.locator("details.vls-breakdown p a.vls-seek")
+    seconds = float(best.get_attribute("data-t"))
+    best.click()
+    page.wait_for_function(
+        "t => { const v = document.querySelector("
+        "'.vls-card[data-label=\"launch_clip.mp4\"] video');"
+        " return v && Math.abs(v.currentTime - t) < 0.5 && (t < 0.5 || v.currentTime > 0); }",
+        arg=seconds,
+    )
+
+
+def _pdf(path: Path) -> Path:
+    fpdf = pytest.importorskip("fpdf", reason="PDF fixtures are written with fpdf2 (dev extra)")
+    pdf = fpdf.FPDF(unit="pt", format=(300, 200))
+    pdf.set_font("helvetica", size=14)
+    pdf.add_page()
+    pdf.text(20, 50, "Launch checklist: fuel, igniter, countdown")
+    pdf.output(str(path))
+    return path
 
 
 def test_an_oversize_upload_shows_an_error_message(page: Any, tmp_path: Path) -> None:

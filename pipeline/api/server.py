@@ -6,7 +6,6 @@ import ipaddress
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,21 +109,30 @@ def run_app(
         access_log=False,
     )
     server = uvicorn.Server(config)
+    finished = threading.Event()
     if when_started is not None:
         url = f"http://{host}:{port}"
         threading.Thread(
-            target=_after_start, args=(server, when_started, url), name="started", daemon=True
+            target=_after_start,
+            args=(server, finished, when_started, url),
+            name="started",
+            daemon=True,
         ).start()
-    with _clean_exit_after_drain():
-        server.run()
+    try:
+        with _clean_exit_after_drain():
+            server.run()
+    finally:
+        finished.set()
     logger.info("stopped: requests in flight were answered, indexes closed")
 
 
-def _after_start(server: Any, callback: Callable[[str], None], url: str) -> None:
-    while not server.started and not server.should_exit:
-        time.sleep(0.05)
-    if server.started:
-        callback(url)
+def _after_start(
+    server: Any, finished: threading.Event, callback: Callable[[str], None], url: str
+) -> None:
+    while not server.started:
+        if finished.wait(0.05):  # the server stopped (or never bound): nothing to announce
+            return
+    callback(url)
 
 
 def _api() -> tuple[Any, Any]:

@@ -69,6 +69,7 @@ CSS = """
 .vls-error { color: #b91c1c; font-size: 0.9em; }
 .vls-seek, .vls-page { font-weight: 600; cursor: pointer; }
 .vls-note { font-size: 0.8em; font-style: italic; }
+.vls-uploads .vls-info { font-size: 0.9em; color: inherit; }
 """
 
 Url = Callable[[str], str]
