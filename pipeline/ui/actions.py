@@ -8,6 +8,7 @@ reach the page as messages (``gr.Error``), never as a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -158,7 +159,8 @@ class PageActions:
         progress(0, desc="searching")
         response = await self.service.search(index, request, uploads, progress=_scoring(progress))
         ids = [result.id for result in response.results]
-        assets = self.service.session(index).index.get_many(ids)
+        # The texts the cards show; a read off the event loop, as every index read is.
+        assets = await asyncio.to_thread(self.service.session(index).index.get_many, ids)
         return cards.search_cards(response.results, assets, self.media_url)
 
     def media_url(self, path: str) -> str:
@@ -169,7 +171,9 @@ class PageActions:
 
     @shown_errors
     async def describe(self, files: Sequence[str] | None) -> str:
-        return cards.uploads_table([describe_upload(Path(f)) for f in files or []])
+        # Probing a video or a PDF reads the file: off the event loop.
+        infos = await asyncio.to_thread(lambda: [describe_upload(Path(f)) for f in files or []])
+        return cards.uploads_table(infos)
 
     @shown_errors
     async def rerank(
