@@ -127,7 +127,8 @@ def _media_auth(service: Service) -> Any:
         exp: Annotated[str | None, Query(description="Expiry of a signed link.")] = None,
         sig: Annotated[str | None, Query(description="Signature of a signed link.")] = None,
     ) -> None:
-        if credentials is None and service.tokens.allows_signed(request.url.path, exp, sig):
+        path = request.scope["path"]  # decoded once, as the link was signed
+        if credentials is None and service.tokens.allows_signed(path, exp, sig):
             return
         await reader(credentials)
 

@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from pipeline.api.settings import ServeConfig
 from pipeline.settings import ConfigError
@@ -64,11 +65,14 @@ class Tokens:
             return url
         path, separator, query = url.partition("?")
         expires = int(time.time() + ttl_s)
-        signing = f"exp={expires}&sig={self._signature(path, expires)}"
+        # Signed as the server will decode it: an id's escapes (%23, %3D...) come back
+        # resolved in the request's path.
+        signing = f"exp={expires}&sig={self._signature(unquote(path), expires)}"
         return f"{path}?{query}&{signing}" if separator else f"{path}?{signing}"
 
     def allows_signed(self, path: str, expires: str | None, signature: str | None) -> bool:
-        """Whether ``signature`` signs ``path`` until ``expires``, which is still ahead."""
+        """Whether ``signature`` signs ``path`` (as the server decoded it: the ASGI
+        scope's ``path``) until ``expires``, which is still ahead."""
         if not self.required or expires is None or signature is None:
             return not self.required
         try:

@@ -274,7 +274,8 @@ def _seek_link(seconds: float, label: str) -> str:
 
 def clock(seconds: float) -> str:
     """``1:05.5``: minutes and seconds (tenths when not whole)."""
-    minutes, rest = divmod(max(seconds, 0.0), 60)
+    # Rounded to tenths first: 59.96 s is 1:00, not 0:60.0.
+    minutes, rest = divmod(round(max(seconds, 0.0), 1), 60)
     shown = f"{rest:04.1f}" if round(rest, 1) != int(rest) else f"{int(rest):02d}"
     return f"{int(minutes)}:{shown}"
 

@@ -203,18 +203,29 @@ def describe_upload(path: Path) -> UploadInfo:
         if is_pdf(path):
             return _pdf_info(path, info)
         kind = detect_kind(path)
+        if kind == "image":
+            return _image_info(path, info.model_copy(update={"kind": "image"}))
+        if kind == "video":
+            video = probe_video(path)
+            sized = _sized(info.model_copy(update={"kind": "video"}), video.width, video.height)
+            return sized.model_copy(update={"duration_s": round(video.duration, 3)})
     except MediaError as exc:
         return info.model_copy(update={"problem": exc.reason})
-    if kind == "image":
-        with Image.open(path) as image:
-            return _sized(info.model_copy(update={"kind": "image"}), *image.size)
-    if kind == "video":
-        video = probe_video(path)
-        sized = _sized(info.model_copy(update={"kind": "video"}), video.width, video.height)
-        return sized.model_copy(update={"duration_s": round(video.duration, 3)})
     if kind == "text":
         return info.model_copy(update={"kind": "text"})
     return info.model_copy(update={"problem": unrecognised_file(path.name, path).reason})
+
+
+def _image_info(path: Path, info: UploadInfo) -> UploadInfo:
+    """The pixel size from the header. PIL refuses a header of over twice its own pixel
+    limit outright: that is a decompression bomb to show, not an error to raise (reading
+    the candidate then refuses it under ``media.max_image_pixels``)."""
+    try:
+        with Image.open(path) as image:
+            size = image.size
+    except Image.DecompressionBombError as exc:
+        return info.model_copy(update={"problem": f"a possible decompression bomb ({exc})"})
+    return _sized(info, *size)
 
 
 def _pdf_info(path: Path, info: UploadInfo) -> UploadInfo:
