@@ -310,6 +310,23 @@ def test_upserts_are_searchable_at_once_and_bad_items_are_named(writable):
         assert client.get("/v1/indexes/shop").json()["assets"] == before
 
 
+def test_ids_with_slashes_have_media_thumbnails_and_can_be_deleted(writable):
+    # A folder build names assets by relative path: reports/a.pdf#page=1.
+    asset_id = "reports/q3/a.pdf#page=1"
+    with served({"shop": writable}) as client:
+        write = {"assets": [{"id": asset_id, "text": "page one", "image": b64(CAT)}]}
+        assert client.post("/v1/indexes/shop/assets", json=write).status_code == 200
+        found = client.post(
+            "/v1/indexes/shop/search", json={"query": {"text": "page one"}, "rerank": False}
+        ).json()["results"]
+        result = next(r for r in found if r["id"] == asset_id)
+        assert client.get(result["media_url"]).content == CAT.read_bytes()
+        thumbnail = client.get(result["thumbnail_url"])
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+        quoted = result["media_url"].removesuffix("/media")
+        assert client.delete(quoted).json()["deleted"] == 1
+
+
 def test_multipart_upsert_names_files_by_part(writable):
     with served({"shop": writable}) as client, CLIP.open("rb") as video:
         rows = [{"id": "clip-2", "text": "another launch", "video": "upload:clip"}]

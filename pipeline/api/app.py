@@ -139,7 +139,7 @@ def _media_routes(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=ERRORS)
 
     @router.get(
-        "/indexes/{name}/assets/{asset_id}/media",
+        "/indexes/{name}/assets/{asset_id:path}/media",
         tags=["media"],
         response_class=FileResponse,
         responses={200: _binary("image/*", "video/*")},
@@ -150,7 +150,7 @@ def _media_routes(service: Service) -> APIRouter:
         return FileResponse(service.media_file(name, asset_id, frame))
 
     @router.get(
-        "/indexes/{name}/assets/{asset_id}/thumbnail",
+        "/indexes/{name}/assets/{asset_id:path}/thumbnail",
         tags=["media"],
         response_class=Response,
         responses={200: _binary("image/jpeg")},
@@ -240,7 +240,7 @@ def _write_routes(service: Service) -> APIRouter:
         return await service.upsert(name, body.assets, uploads)
 
     @router.delete(
-        "/indexes/{name}/assets/{asset_id}", response_model=DeleteReport, tags=["indexes"]
+        "/indexes/{name}/assets/{asset_id:path}", response_model=DeleteReport, tags=["indexes"]
     )
     async def delete(name: str, asset_id: str) -> DeleteReport:
         return await run_in_threadpool(service.delete, name, asset_id)
