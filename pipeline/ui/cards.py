@@ -72,6 +72,8 @@ CSS = """
 .vls-uploads .vls-info { font-size: 0.9em; color: inherit; }
 """
 
+# Images decode off the frame that paints the cards, and only once scrolled near.
+_LAZY = 'loading="lazy" decoding="async"'
 Url = Callable[[str], str]
 """Makes a page-relative or absolute URL from an API path (signing it when tokens are set)."""
 
@@ -119,7 +121,7 @@ def _search_media(result: SearchResult, asset: Asset | None, url: Url) -> str:
             f"{poster}></video>"
         )
     if result.thumbnail_url:
-        image = f'<img src="{_e(url(result.thumbnail_url))}" alt="{_e(result.id)}" loading="lazy">'
+        image = f'<img src="{_e(url(result.thumbnail_url))}" alt="{_e(result.id)}" {_LAZY}>'
         return image + (_text_block(text) if result.page is not None and text else "")
     return _text_block(text) if text else ""
 
@@ -189,7 +191,7 @@ def _candidate_media(candidate: Candidate, file_url: Callable[[Any], str]) -> st
         )
     media = ""
     if candidate.media is not None:
-        media = f'<img src="{_e(file_url(candidate.media))}" alt="{_e(candidate.label)}">'
+        media = f'<img src="{_e(file_url(candidate.media))}" alt="{_e(candidate.label)}" {_LAZY}>'
     if content is not None and content.text:
         media += _text_block(content.text)
     return media

@@ -30,6 +30,7 @@ Filters compare the assets' metadata: `category == "toys" and price < 50`,
 never matches a comparison on it.
 """
 STATUS_POLL_S = 1.0
+UPLOAD_CACHE_S = (1800, 3600)  # (how often, how old): Gradio deletes the page's old uploads
 # System fonts: the default theme fetches Google's, which an offline site cannot reach.
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "sans-serif")
 MONO_FONTS = ("ui-monospace", "monospace")
@@ -37,7 +38,8 @@ MONO_FONTS = ("ui-monospace", "monospace")
 
 def build_page(actions: PageActions) -> gr.Blocks:
     queue = actions.settings.queue
-    with gr.Blocks(title="vlsearch", analytics_enabled=False) as page:
+    # Uploads are copied into Gradio's cache; an hour after their request they go.
+    with gr.Blocks(title="vlsearch", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as page:
         gr.Markdown("# vlsearch\nTwo-stage multimodal search: CLIP recall, Qwen3-VL rerank.")
         gr.Markdown(f"⚠️ {cards.TINY_NOTICE}", visible=actions.is_tiny, elem_id="vls-tiny")
         with gr.Row(equal_height=True):
