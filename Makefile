@@ -38,7 +38,7 @@ $(REFERENCE)/.installed: tests/reference-requirements.txt
 
 browser:
 	test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
-		$(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+		$(SUDO) apt-get install -y -q chromium; }
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
