@@ -54,8 +54,6 @@ import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -74,6 +72,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.child_server import child_server, free_port  # noqa: E402
 from pipeline.config import validate_config  # noqa: E402
 from pipeline.pipeline import Pipeline  # noqa: E402
 from pipeline.schema import Query  # noqa: E402
@@ -163,12 +162,13 @@ class TimedApp:
 
 
 def timed_vlsearch(argv: list[str]) -> None:
-    """``vlsearch ARGV``, every app it serves wrapped in :class:`TimedApp`."""
-    import pipeline.api.app as api_app
+    """``vlsearch ARGV``, every app it runs wrapped in :class:`TimedApp` (once built:
+    the web page is mounted into the API's app first)."""
+    import pipeline.api.server as api_server
     from pipeline.cli import app as cli
 
-    create_app = api_app.create_app
-    api_app.create_app = lambda service: TimedApp(create_app(service))  # type: ignore[assignment]
+    run_app = api_server.run_app
+    api_server.run_app = lambda app, *rest, **named: run_app(TimedApp(app), *rest, **named)  # type: ignore[assignment]
     cli(argv, prog_name="vlsearch")
 
 
@@ -180,12 +180,6 @@ def tiny_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def server(index: Path, settings: dict[str, object], log: Path, threads: int) -> Iterator[str]:
     """``vlsearch serve`` in its own process; yields its base URL once /readyz says 200."""
@@ -194,32 +188,8 @@ def server(index: Path, settings: dict[str, object], log: Path, threads: int) ->
     command += ["--port", str(port)]
     for key, value in settings.items():
         command += ["--set", f"{key}={value}"]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, env=tiny_env(threads), stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited ({process.returncode}); see {log}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server did not become ready; see {log}")
-            time.sleep(0.1)
+    with child_server(command, tiny_env(threads), port, log) as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass

@@ -48,10 +48,7 @@ import functools
 import gc
 import logging
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,13 +58,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.child_server import child_server, free_port  # noqa: E402
 from pipeline.config import validate_config  # noqa: E402
 from pipeline.pipeline import Pipeline  # noqa: E402
 from rerankers.request import RequestItem, RerankRequest  # noqa: E402
@@ -168,12 +165,6 @@ def timed_vlsearch(argv: list[str]) -> None:
     cli(argv, prog_name="vlsearch")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def page_server(
     folder: Path, threads: int, queue: bool, meanwhile: Callable[[], None]
@@ -186,31 +177,8 @@ def page_server(
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env[TIMINGS_ENV] = str(folder / "timings")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        meanwhile()
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"vlsearch ui exited ({process.returncode}):\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"vlsearch ui did not become ready:\n{log.read_text()}")
-            time.sleep(0.1)
+    with child_server(command, env, port, log, meanwhile) as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
