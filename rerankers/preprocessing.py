@@ -24,25 +24,30 @@ PIL_FILTERS: dict[Resample, Image.Resampling] = {
 }
 
 
+# The fields, shared with the backends' configs that hold the value a request lacks.
+TARGET_SIZE = Field(
+    default=None,
+    description="[width, height] images are brought to before the processor's own resizing.",
+)
+RESIZE_MODE = Field(
+    default="none",
+    description="'fit' letterboxes into target_size, 'crop' centre-crops to it, "
+    "'none' leaves images as they are.",
+)
+RESAMPLE = Field(default="bicubic", description="Filter of the target_size step.")
+BLUR_SIGMA = Field(default=None, gt=0.0, description="Gaussian blur (standard deviation, pixels).")
+
+
 class ImagePreprocessing(BaseModel):
     """Applied to every image of a request, query and documents alike. Frozen, so it
     can key the caches of preprocessed images."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    target_size: tuple[int, int] | None = Field(
-        default=None,
-        description="[width, height] images are brought to before the processor's own resizing.",
-    )
-    resize_mode: ResizeMode = Field(
-        default="none",
-        description="'fit' letterboxes into target_size, 'crop' centre-crops to it, "
-        "'none' leaves images as they are.",
-    )
-    resample: Resample = Field(default="bicubic", description="Filter of the target_size step.")
-    blur_sigma: float | None = Field(
-        default=None, gt=0.0, description="Gaussian blur (standard deviation, pixels)."
-    )
+    target_size: tuple[int, int] | None = TARGET_SIZE
+    resize_mode: ResizeMode = RESIZE_MODE
+    resample: Resample = RESAMPLE
+    blur_sigma: float | None = BLUR_SIGMA
 
     @model_validator(mode="after")
     def _check(self) -> ImagePreprocessing:

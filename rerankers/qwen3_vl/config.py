@@ -14,7 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rerankers.preprocessing import ImagePreprocessing, Resample, ResizeMode
+from rerankers.preprocessing import (
+    BLUR_SIGMA,
+    RESAMPLE,
+    RESIZE_MODE,
+    TARGET_SIZE,
+    ImagePreprocessing,
+    Resample,
+    ResizeMode,
+)
 from rerankers.qwen3_vl.prompt import DEFAULT_INSTRUCTION
 
 GRID_UNIT = 32
@@ -104,19 +112,10 @@ class Qwen3VLRerankerConfig(BaseModel):
         description="Images with more pixels are refused as decompression bombs.",
     )
 
-    target_size: tuple[int, int] | None = Field(
-        default=None,
-        description="[width, height] images are brought to before the processor's own resizing.",
-    )
-    resize_mode: ResizeMode = Field(
-        default="none",
-        description="'fit' letterboxes into target_size, 'crop' centre-crops to it, "
-        "'none' leaves images as they are.",
-    )
-    resample: Resample = Field(default="bicubic", description="Filter of the target_size step.")
-    blur_sigma: float | None = Field(
-        default=None, gt=0.0, description="Gaussian blur (standard deviation, pixels)."
-    )
+    target_size: tuple[int, int] | None = TARGET_SIZE
+    resize_mode: ResizeMode = RESIZE_MODE
+    resample: Resample = RESAMPLE
+    blur_sigma: float | None = BLUR_SIGMA
 
     max_batch_tokens: int | Literal["auto"] = Field(
         default="auto",
