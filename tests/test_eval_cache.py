@@ -114,6 +114,7 @@ def test_a_second_suite_scores_no_pair_again(tmp_path, eval_collection, monkeypa
     """Two evaluations sharing systems and the cache file: the second one's reranker
     scores nothing it already scored; a changed reranker setting scores again."""
     from pipeline.evaluation import run_eval
+    from pipeline.model_pool import ModelPool
     from rerankers.clip import ClipReranker
 
     scored: list[int] = []
@@ -135,15 +136,24 @@ def test_a_second_suite_scores_no_pair_again(tmp_path, eval_collection, monkeypa
     )
     args = (eval_collection["index"], eval_collection["queries"], eval_collection["qrels"])
     cache = tmp_path / "scores.sqlite"
-    report = run_eval(*args, first, tmp_path / "out-a", cache=cache)
+    models = ModelPool()  # the models load once; the pairs are what is counted
+    report = run_eval(*args, first, tmp_path / "out-a", cache=cache, models=models)
     assert sum(scored) == report.system("fused+clip").rerank_pairs == 44
     scored.clear()
-    report = run_eval(*args, second, tmp_path / "out-b", cache=cache)
+    report = run_eval(*args, second, tmp_path / "out-b", cache=cache, models=models)
     assert report.system("fused+clip").cached_pairs == 44
     shared = report.system("fused+clip@3")
     assert shared.cached_pairs == shared.rerank_pairs == 3 * 8 + 3
     assert report.system("changed").cached_pairs == 0
     assert sum(scored) == 44  # the changed system's pairs, and no other
     scored.clear()
-    run_eval(*args, first, tmp_path / "out-c", cache=None)  # --no-cache
+    run_eval(*args, first, tmp_path / "out-c", cache=None, models=models)  # --no-cache
     assert sum(scored) == 44
+
+
+def test_the_default_cache_is_in_the_user_cache_folder(tmp_path, monkeypatch):
+    from pipeline.evaluation.cache import default_cache_path
+
+    monkeypatch.delenv("VLSEARCH_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_path() == tmp_path / "vlsearch" / "rerank-scores.sqlite"

@@ -101,3 +101,32 @@ def test_per_query_metrics_equal_ranx_on_the_written_run(tmp_path):
     means = json.loads((out / "metrics.json").read_text())["means"]
     assert means["bm25"]["ndcg@10"] > 0  # BM25 finds judged passages among 100 others
     assert report["warning"]  # built with the tiny profile (BM25 itself is real)
+
+
+@pytest.mark.slow
+def test_the_shipped_kb_qa_suite_runs_on_the_slice(tmp_path):
+    """configs/eval/kb-qa.yaml as shipped, on an index built with configs/kb-qa.yaml from
+    a manifest of MS MARCO passages (the tiny models stand in for CLIP and Qwen3-VL; BM25
+    and MiniLM are the real ones)."""
+    pytest.importorskip("sentence_transformers")
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    repo = Path(__file__).resolve().parents[1]
+    files = _slice(tmp_path)
+    index = tmp_path / "index"
+    runner = CliRunner()
+    kb_qa = str(repo / "configs" / "kb-qa.yaml")
+    build = ["index", "build", "--input", str(files["manifest"]), "--out", str(index)]
+    result = runner.invoke(app, [*build, "--config", kb_qa, "--set", "profile=tiny"])
+    assert result.exit_code == 0, result.output
+    argv = ["eval", "--index", str(index), "--queries", str(MSMARCO / "queries.jsonl")]
+    argv += ["--qrels", str(files["qrels"]), "--suite", str(repo / "configs/eval/kb-qa.yaml")]
+    argv += ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache.sqlite")]
+    result = runner.invoke(app, [*argv, "--set", "profile=tiny"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [s["name"] for s in report["systems"]][:3] == ["bm25", "text_dense", "fused"]
+    assert report["sweeps"][0]["top_n"] == [20, 50, 100]
+    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000

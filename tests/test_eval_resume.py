@@ -80,30 +80,31 @@ def _without(value: object) -> object:
     return value
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, eval_collection):
-    suite = write_suite(
-        tmp_path / "suite.yaml", SYSTEMS, eval_collection["config"], permutations=500
-    )
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    runner = CliRunner()
-    result = runner.invoke(app, _eval_args(eval_collection, suite, whole, tmp_path / "a.sqlite"))
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, eval_collection) -> tuple[Path, Path]:
+    """The suite, and the outputs of a run that nothing stopped."""
+    folder = tmp_path_factory.mktemp("eval-resume")
+    suite = write_suite(folder / "suite.yaml", SYSTEMS, eval_collection["config"], permutations=500)
+    args = _eval_args(eval_collection, suite, folder / "whole", folder / "whole.sqlite")
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    return suite, folder / "whole"
 
-    args = _eval_args(eval_collection, suite, resumed, tmp_path / "b.sqlite")
-    watched = resumed / "results" / "fused+qwen3.jsonl"
-    _kill_mid_run(args, watched, total=9, log=tmp_path / "killed.log")
-    assert _lines(resumed / "results" / "fused+clip.jsonl") == 9  # the systems before: done
-    assert not (resumed / "report.md").exists()
-    # As if the kill had come in the middle of a write: a torn line at the end.
-    with watched.open("ab") as handle:
+
+def _tear_last_line(path: Path) -> None:
+    """As if a kill had come in the middle of a write: half a line at the end."""
+    with path.open("ab") as handle:
         handle.write(b'{"qid": "q-garden", "results": [["garden-0", 0.5')
 
+
+def _resume_and_compare(args: list[str], resumed: Path, whole: Path) -> None:
+    runner = CliRunner()
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2 and "--resume" in refused.output
     result = runner.invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
+    watched = resumed / "results" / "fused+qwen3.jsonl"
     assert _lines(watched) == 9 and watched.read_bytes().endswith(b"\n")
-
     for name in SYSTEMS:  # the runs, byte for byte
         run = f"runs/{name}.trec"
         assert (resumed / run).read_bytes() == (whole / run).read_bytes(), run
@@ -118,6 +119,49 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, eval_collectio
             json.loads(line)["qid"] for line in (resumed / "results" / f"{name}.jsonl").open()
         ]
         assert sorted(stored) == sorted(report_a["per_query"][name]["ndcg@10"])
+
+
+def test_interrupted_then_resumed_equals_an_uninterrupted_run(
+    tmp_path, eval_collection, uninterrupted
+):
+    """Stopped in-process (Ctrl-C in the middle of the slow system), then --resume."""
+    from pipeline.evaluation import run_eval
+
+    suite, whole = uninterrupted
+    resumed = tmp_path / "resumed"
+
+    def stop_midway(system: str, done: int, total: int) -> None:
+        if system == "fused+qwen3" and done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(
+            eval_collection["index"],
+            eval_collection["queries"],
+            eval_collection["qrels"],
+            suite,
+            resumed,
+            cache=tmp_path / "b.sqlite",
+            progress=stop_midway,
+        )
+    watched = resumed / "results" / "fused+qwen3.jsonl"
+    assert _lines(watched) == 4 and not (resumed / "report.md").exists()
+    _tear_last_line(watched)
+    args = _eval_args(eval_collection, suite, resumed, tmp_path / "b.sqlite")
+    _resume_and_compare(args, resumed, whole)
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, eval_collection, uninterrupted):
+    """A real ``kill -9`` of a ``vlsearch eval`` process, at whatever point it was."""
+    suite, whole = uninterrupted
+    resumed = tmp_path / "resumed"
+    args = _eval_args(eval_collection, suite, resumed, tmp_path / "b.sqlite")
+    watched = resumed / "results" / "fused+qwen3.jsonl"
+    _kill_mid_run(args, watched, total=9, log=tmp_path / "killed.log")
+    assert _lines(resumed / "results" / "fused+clip.jsonl") == 9  # the systems before: done
+    assert not (resumed / "report.md").exists()
+    _tear_last_line(watched)
+    _resume_and_compare(args, resumed, whole)
 
 
 def test_resume_refuses_what_was_made_otherwise(tmp_path, eval_collection):

@@ -136,8 +136,7 @@ def randomisation_p(
 ) -> float:
     """Two-sided p of the paired randomisation test on the mean difference; exact when
     ``permutations`` covers every sign pattern."""
-    from scipy.stats import permutation_test
-
+    permutation_test = _need("scipy.stats").permutation_test
     if len(control) == 0 or np.array_equal(control, treatment):
         return 1.0
     result = permutation_test(
@@ -157,8 +156,7 @@ def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray
 
 
 def _holm(rows: list[Comparison], field: str, corrected: str) -> None:
-    from statsmodels.stats.multitest import multipletests
-
+    multipletests = _need("statsmodels.stats.multitest").multipletests
     tested = [row for row in rows if getattr(row, field) is not None]
     if not tested:
         return
@@ -179,13 +177,20 @@ def latency(timings: Sequence[Mapping[str, float]]) -> dict[str, Percentiles]:
 
 
 def _ranx() -> Any:
+    return _need("ranx")
+
+
+def _need(module: str) -> Any:
+    """An optional library of the ``eval`` extra, or an error saying how to install it."""
+    import importlib
+
     try:
-        import ranx
+        return importlib.import_module(module)
     except ImportError:
         raise EvalError(
-            "vlsearch eval needs ranx, scipy and statsmodels: pip install -e '.[eval]'"
+            f"vlsearch eval needs {module.split('.')[0]} (with ranx, scipy, statsmodels and "
+            "matplotlib): pip install -e '.[eval]'"
         ) from None
-    return ranx
 
 
 @contextmanager
