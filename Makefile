@@ -26,7 +26,7 @@ demo: venv
 	$(BIN)/vlsearch search --index runs/examples --image examples/media/rocket.jpg --top-k 3
 
 test: venv browser
-	$(BIN)/python -m pip install -q -e ".[cpu,dev,text,vllm,documents,milvus-lite,serve,ui]"
+	$(BIN)/python -m pip install -q -e ".[cpu,dev,eval,text,vllm,documents,milvus-lite,serve,ui]"
 	$(MAKE) $(REFERENCE)/.installed
 	VLSEARCH_REFERENCE_SITE=$(REFERENCE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 

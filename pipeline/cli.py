@@ -398,6 +398,115 @@ def rerank(
         err.print(f"[yellow]document {failure.index} not scored: {failure.reason}[/yellow]")
 
 
+@app.command("eval")
+def evaluate(
+    index: IndexOpt,
+    queries: Annotated[
+        Path,
+        typer.Option(
+            "--queries", help="JSONL (id or _id; text, image, video) or TSV (id<TAB>text)."
+        ),
+    ],
+    qrels: Annotated[
+        Path,
+        typer.Option("--qrels", help="TREC qrels (qid 0 docid grade) or BEIR's qrels.tsv."),
+    ],
+    suite: Annotated[
+        Path, typer.Option("--suite", help="YAML: systems, baseline, metrics, depth, config.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the runs, metrics, plots and reports.")
+    ],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an evaluation stopped in --out.")
+    ] = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            help="Reranker score cache (SQLite); default: rerank-scores.sqlite in the user "
+            "cache folder ($XDG_CACHE_HOME/vlsearch or ~/.cache/vlsearch).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Score every pair, read and keep no scores.")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compare a suite's systems with its baseline on judged queries: TREC runs, metrics
+    with paired tests, latency, plots, report.md and report.html in --out."""
+    if cache is not None and no_cache:
+        err.print("[red]error:[/red] give --cache or --no-cache, not both")
+        raise typer.Exit(2)
+    from pipeline.evaluation import run_eval
+
+    with user_errors(), _eval_progress() as progress:
+        report = run_eval(
+            index,
+            queries,
+            qrels,
+            suite,
+            out_dir,
+            resume=resume,
+            cache=None if no_cache else (cache or "default"),
+            config=config,
+            overrides=set_ or [],
+            progress=progress,
+        )
+    _print_eval(report)
+
+
+@contextmanager
+def _eval_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A bar per system, with its queries done, rate and ETA; kept on screen when done."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("queries"),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as bar:
+        tasks: dict[str, Any] = {}
+
+        def advance(system: str, done: int, total: int) -> None:
+            if system not in tasks:
+                # Queries already stored (--resume) start the bar: they are not speed.
+                tasks[system] = bar.add_task(system, total=total, completed=done)
+            else:
+                bar.update(tasks[system], completed=done)
+
+        yield advance
+
+
+def _print_eval(report: Any) -> None:
+    from pipeline.evaluation.suite import metric_label
+
+    table = Table(title=f"against {report.baseline}", show_lines=False)
+    table.add_column("system", overflow="fold")
+    for metric in report.metrics:
+        table.add_column(metric_label(metric), justify="right")
+    differences = {(row.system, row.metric): row for row in report.comparisons}
+    for summary in report.systems:
+        cells = []
+        for metric in report.metrics:
+            row = differences.get((summary.name, metric))
+            delta = f" ({row.difference:+.3f})" if row is not None else ""
+            cells.append(f"{summary.means[metric]:.4f}{delta}")
+        table.add_row(summary.name, *cells)
+    out.print(table)
+    problems = sum(report.problem_counts.values())
+    if problems:
+        err.print(f"[yellow]{problems} input problem(s): see the report's Input problems[/yellow]")
+    if report.warning:
+        err.print(f"[yellow]{report.warning}[/yellow]")
+    err.print(f"report: {Path(report.out) / 'report.html'}", highlight=False)
+
+
 @models_app.command("tiny")
 def models_tiny(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the tiny model set.")],

@@ -23,7 +23,7 @@ from indexers.channel_set import ChannelSet
 from pipeline.media_inputs import check_query_media
 from pipeline.schema import Asset, Query
 from pipeline.search import RerankOptions, Result, SearchTimings, TwoStageSearch
-from rerankers.base import Progress
+from rerankers.base import Progress, Reranker
 
 if TYPE_CHECKING:
     from pipeline.pipeline import DeleteReport, Pipeline
@@ -96,7 +96,10 @@ class IndexSession:
         rerank: bool | None = None,
         progress: Progress | None = None,
         options: RerankOptions | None = None,
+        reranker: Reranker | None = None,
     ) -> SearchOutcome:
+        """Both stages; ``reranker`` replaces the pipeline's own stage two for this search
+        (an evaluation puts its score cache in front of it)."""
         pipeline = self.pipeline
         check_query_media(query, pipeline.config.media)  # before any model loads
         pipeline.warn_if_tiny(self.index, self.directory)
@@ -106,7 +109,7 @@ class IndexSession:
             self.index,
             query_vector=lambda q: pipeline.query_vector(self.index, q),
             text_search=channels.search if channels is not None else None,
-            reranker=lambda: pipeline.reranker,
+            reranker=lambda: reranker if reranker is not None else pipeline.reranker,
             text_vector=channels.query_vector if channels is not None else None,
         )
         results = search.run(

@@ -66,3 +66,11 @@ def tiny_examples_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("VLSEARCH_MODELS")
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def eval_collection(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The judged collection of tests/eval_support.py and its tiny index."""
+    from tests.eval_support import build_index
+
+    return build_index(tmp_path_factory.mktemp("eval-collection"))
